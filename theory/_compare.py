@@ -1,0 +1,143 @@
+"""``theory.compare``: a numerical solution against the closed form, quantity by quantity."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax.numpy as jnp
+import numpy as np
+
+import ufm
+from ufm._linalg import eps_of
+
+from . import regression
+
+
+def _rel(err, ref_norm, scale):
+    """``err / ||ref||``, or ``err / scale`` where the reference is (numerically) zero."""
+    denom = jnp.where(ref_norm > 1e-3 * scale, ref_norm, scale)
+    return err / denom
+
+
+def _gram_difference_norm(H, Yc, K):
+    """``||H H^T - Yc K Yc^T||_F`` and ``||Yc K Yc^T||_F`` without forming ``M x M`` matrices.
+
+    With ``F = [H, Yc] = Q R`` (thin QR), ``H H^T - Yc K Yc^T = Q (R D R^T) Q^T`` with
+    ``D = diag(I_d, -K)``, so the norm is that of a small matrix and no precision is lost to
+    cancellation between large traces.
+    """
+    d = H.shape[1]
+    _, R = jnp.linalg.qr(jnp.concatenate([H, Yc], axis=1))
+    Rh, Ry = R[:, :d], R[:, d:]
+    diff = Rh @ Rh.T - Ry @ K @ Ry.T
+    return jnp.linalg.norm(diff), jnp.linalg.norm(Ry @ K @ Ry.T)
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """Relative errors of a solution against the closed form (floats), plus metrics.
+
+    ``errors`` maps ``WWT``, ``feature_gram`` (the ``M x M`` Gram ``H H^T``), ``predictions``,
+    ``bias`` to ``||x_sol - x_theory||_F / ||x_theory||_F`` (divided by the quantity's natural
+    scale instead where the closed form is 0), and ``loss`` to ``(L_sol - L*) / |L*|``.
+    ``metrics`` holds NRC1, NRC2 and NRC3 with ``gamma = lambda_H lambda_W`` of the solution.
+    """
+
+    errors: dict[str, float]
+    metrics: dict[str, float]
+    rank_theory: int
+    rank_solution: int
+    status: str
+    loss_theory: float
+    loss_solution: float
+
+    def passed(self, tol: float) -> bool:
+        """Successful status, equal ranks and every error and metric <= ``tol`` (loss gap in
+        absolute value)."""
+        return (
+            self.status == "successful"
+            and self.rank_theory == self.rank_solution
+            and all(abs(v) <= tol for v in self.errors.values())
+            and all(v <= tol for v in self.metrics.values())
+        )
+
+    def table(self, tol: float | None = None) -> str:
+        """A plain-text table of the comparison."""
+        rows = [("quantity", "value", "ok" if tol is not None else "")]
+
+        def mark(ok):
+            return "" if tol is None else ("yes" if ok else "NO")
+
+        for k, v in self.errors.items():
+            label = "loss gap (L-L*)/|L*|" if k == "loss" else f"rel. error {k}"
+            rows.append((label, f"{v:.3e}", mark(tol is None or abs(v) <= tol)))
+        for k, v in self.metrics.items():
+            rows.append((k, f"{v:.3e}", mark(tol is None or v <= tol)))
+        rows.append(("loss (closed form)", f"{self.loss_theory:.12g}", ""))
+        rows.append(("loss (solver)", f"{self.loss_solution:.12g}", ""))
+        rows.append(
+            (
+                "collapse rank theory/solver",
+                f"{self.rank_theory}/{self.rank_solution}",
+                mark(self.rank_theory == self.rank_solution),
+            )
+        )
+        rows.append(("status", self.status, mark(self.status == "successful")))
+        w = [max(len(r[i]) for r in rows) for i in range(3)]
+        lines = [f"{a:<{w[0]}}  {b:>{w[1]}}  {c}".rstrip() for a, b, c in rows]
+        lines.insert(1, "-" * (w[0] + w[1] + 6))
+        return "\n".join(lines)
+
+
+def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
+    """Compare a single (unbatched) :class:`ufm.Solution` with :func:`regression.optimum_of`."""
+    if not isinstance(problem, ufm.RegressionUFM):
+        raise TypeError(f"problem must be a ufm.RegressionUFM, got {type(problem)}")
+    if np.ndim(solution.loss) != 0:
+        raise ValueError("compare takes one solution; loop or vmap over a batch yourself")
+    opt = regression.optimum_of(problem)
+    H, W, b = solution.params
+    lH, lW = problem.lambda_H, problem.lambda_W
+    ratio = jnp.sqrt(lH / lW)
+    top = jnp.sqrt(jnp.maximum(opt.eigenvalues[0], 0.0))
+    Yc = opt.centred_targets
+    # Natural scales, used where the closed form is zero (c >= largest eigenvalue).
+    scale_wwt = ratio * top
+    scale_gram = jnp.sum(Yc**2) / ratio / jnp.maximum(top, eps_of(top))
+    scale_pred = jnp.linalg.norm(problem.targets)
+    WWT = W @ W.T
+    gd, gn = _gram_difference_norm(H, Yc, opt.feature_gram_core)
+    pred = H @ W.T + (b if problem.bias else 0.0)
+    errors = {
+        "WWT": _rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), scale_wwt),
+        "feature_gram": _rel(gd, gn, scale_gram),
+        "predictions": _rel(
+            jnp.linalg.norm(pred - opt.predictions), jnp.linalg.norm(opt.predictions), scale_pred
+        ),
+        "bias": _rel(jnp.linalg.norm(b - opt.bias), jnp.linalg.norm(opt.bias), scale_pred),
+        "loss": (solution.loss - opt.loss) / jnp.abs(opt.loss),
+    }
+    if not problem.bias:
+        errors.pop("bias")
+    n = problem.target_dim
+    gamma = lH * lW
+    mets = {
+        "NRC1": ufm.metrics.nrc1(H, n),
+        "NRC2": ufm.metrics.nrc2(H, W),
+        "NRC3(gamma=c)": ufm.metrics.nrc3(W, problem.targets, gamma, center=problem.bias),
+    }
+    # Numerical rank of W W^T: eigenvalues above sqrt(eps) times the natural scale.
+    ev = jnp.linalg.eigvalsh(0.5 * (WWT + WWT.T))
+    rank_sol = int(jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale_wwt))
+    if int(opt.rank) == 0:
+        # At the zero solution the feature metrics are 0/0; report the features' size instead.
+        mets = {"||H||_F/sqrt(M) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])}
+    return Comparison(
+        errors={k: float(v) for k, v in errors.items()},
+        metrics={k: float(v) for k, v in mets.items()},
+        rank_theory=int(opt.rank),
+        rank_solution=rank_sol,
+        status=ufm.Status(int(solution.status)).name,
+        loss_theory=float(opt.loss),
+        loss_solution=float(solution.loss),
+    )

@@ -1,0 +1,131 @@
+"""The one solver loop: a bounded ``lax.while_loop`` with no Python per step.
+
+Every solver in :mod:`ufm` runs through :func:`iterate`. An iterate ``y`` (any pytree) is
+advanced by an optax transformation until
+
+* the gradient-norm test ``||g||_2 <= atol + rtol * min(|f|, |f_0|)`` holds (``successful``;
+  ``f_0`` is the objective at the start, so a diverging run whose ``|f|`` explodes can never
+  pass the test),
+* ``max_steps`` steps were taken (``max_steps_reached``),
+* ``f`` or ``g`` is NaN/inf (``nonfinite``), or
+* the update is exactly zero while the test fails, i.e. a line search can make no progress
+  (``stalled``).
+
+With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
+``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
+metrics cost nothing on the other steps, also under ``jax.vmap`` (a ``lax.cond`` would turn
+into a ``select`` that evaluates the metrics on every step).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+import optax.tree
+
+from ._solution import Status
+
+_RUNNING = -1
+
+
+class _Carry(NamedTuple):
+    y: Any
+    state: Any
+    f: jax.Array
+    g: Any
+    gnorm: jax.Array
+    step: jax.Array
+    status: jax.Array
+
+
+def _classify(f, f0, gnorm, rtol, atol, zero_update=None):
+    finite = jnp.isfinite(f) & jnp.isfinite(gnorm)
+    converged = gnorm <= atol + rtol * jnp.minimum(jnp.abs(f), jnp.abs(f0))
+    status = jnp.where(converged, Status.successful, _RUNNING)
+    if zero_update is not None:
+        status = jnp.where(zero_update & ~converged, Status.stalled, status)
+    return jnp.where(finite, status, Status.nonfinite).astype(jnp.int32)
+
+
+def iterate(
+    fn: Callable[[Any], jax.Array],
+    optimizer: optax.GradientTransformationExtraArgs,
+    y0: Any,
+    *,
+    max_steps: int,
+    rtol: jax.Array,
+    atol: jax.Array,
+    reuse_linesearch_value: bool = False,
+    record_every: int | None = None,
+    record_fn: Callable[[Any, jax.Array], tuple] | None = None,
+):
+    """Minimise ``fn`` from ``y0`` with ``optimizer``.
+
+    Args:
+        fn: scalar objective of the iterate.
+        optimizer: an optax transformation accepting ``value``, ``grad`` and ``value_fn``
+            keyword arguments (wrap plain ones with ``optax.with_extra_args_support``).
+        reuse_linesearch_value: take ``f`` and ``g`` at the new iterate from the line search's
+            state (``optax.value_and_grad_from_state``) instead of recomputing them.
+        record_every, record_fn: record ``record_fn(y, step)`` (a tuple of scalars) at step 0
+            and after every ``record_every`` steps.
+
+    Returns:
+        ``(y, f, gnorm, num_steps, status, records)``; ``records`` is ``None`` without
+        recording, else a tuple of arrays of length ``max_steps // record_every + 2``.
+    """
+    value_and_grad = jax.value_and_grad(fn)
+    if reuse_linesearch_value:
+        value_and_grad_new = optax.value_and_grad_from_state(fn)
+    else:
+
+        def value_and_grad_new(y, *, state):
+            return value_and_grad(y)
+
+    state0 = optimizer.init(y0)
+    f0, g0 = value_and_grad(y0)
+    gnorm0 = optax.tree.norm(g0)
+    carry = _Carry(y0, state0, f0, g0, gnorm0, jnp.array(0), _classify(f0, f0, gnorm0, rtol, atol))
+
+    def body(c: _Carry) -> _Carry:
+        updates, state = optimizer.update(c.g, c.state, c.y, value=c.f, grad=c.g, value_fn=fn)
+        y = optax.apply_updates(c.y, updates)
+        f, g = value_and_grad_new(y, state=state)
+        gnorm = optax.tree.norm(g)
+        zero = jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(updates)]))
+        return _Carry(y, state, f, g, gnorm, c.step + 1, _classify(f, f0, gnorm, rtol, atol, zero))
+
+    def run_until(c: _Carry, limit) -> _Carry:
+        return jax.lax.while_loop(lambda c: (c.status == _RUNNING) & (c.step < limit), body, c)
+
+    if record_every is None:
+        carry = run_until(carry, max_steps)
+        records = None
+    else:
+        num = max_steps // record_every + 2
+        first = record_fn(carry.y, carry.step)
+        bufs = tuple(jnp.full((num,), jnp.nan, jnp.result_type(v)).at[0].set(v) for v in first)
+        steps = jnp.full((num,), -1, jnp.int32).at[0].set(0)
+
+        def outer_body(oc):
+            c, i, steps, bufs = oc
+            c = run_until(c, jnp.minimum(c.step + record_every, max_steps))
+            vals = record_fn(c.y, c.step)
+            bufs = tuple(b.at[i].set(v) for b, v in zip(bufs, vals, strict=True))
+            return c, i + 1, steps.at[i].set(c.step), bufs
+
+        def outer_cond(oc):
+            c = oc[0]
+            return (c.status == _RUNNING) & (c.step < max_steps)
+
+        carry, _, steps, bufs = jax.lax.while_loop(
+            outer_cond, outer_body, (carry, jnp.array(1), steps, bufs)
+        )
+        records = (steps, *bufs)
+
+    status = jnp.where(carry.status == _RUNNING, Status.max_steps_reached, carry.status)
+    return carry.y, carry.f, carry.gnorm, carry.step, status.astype(jnp.int32), records

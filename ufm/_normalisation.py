@@ -1,0 +1,109 @@
+r"""Converters from the other loss normalisations in the literature to ours.
+
+A *convention* writes the regression UFM objective as
+
+    a ||H W^T + 1 b^T - Y||_F^2 + a_H lambda_H' ||H||_F^2 + a_W lambda_W' ||W||_F^2
+
+with coefficients that depend on ``M`` (samples) and ``n`` (target dimension). Ours
+(Andriopoulos et al., NeurIPS 2024, eq. 1) is ``a = 1/(2M)``, ``a_H = 1/(2M)``, ``a_W = 1/2``.
+Dividing a convention's objective by ``2 M a`` gives ours, with
+
+    lambda_H = a_H lambda_H' / a,      lambda_W = a_W lambda_W' / (M a),
+
+so both have the same minimisers and ``their objective = 2 M a * ours``.
+
+Named conventions (:data:`CONVENTIONS`):
+
+``"andriopoulos2024"``
+    Ours: ``1/(2M)||E||^2 + lambda_H/(2M)||H||^2 + lambda_W/2||W||^2`` (paper eq. 1).
+``"element_mean"``
+    ``1/(2Mn)||E||^2 + lambda_H/(2M)||H||^2 + lambda_W/2||W||^2``: the authors' MuJoCo code
+    (Konokiii/NC_regression) uses ``0.5 * F.mse_loss``, which also averages over the ``n``
+    target coordinates. Maps to ``lambda = n lambda'`` for both (THEORY.md, normalisation traps).
+``"feature_penalty_sum"``
+    ``1/(2M)||E||^2 + lambda_H/2||H||^2 + lambda_W/2||W||^2``: the feature penalty is not
+    divided by the number of samples, as in the classification UFMs of Tirer & Bruna (ICML 2022),
+    Zhu et al. (NeurIPS 2021) and the deep-linear UFM code (Fsoft-AIC/
+    Neural-Collapse-in-Deep-Linear-Networks). Maps to ``lambda_H = M lambda_H'``.
+``"no_half"``
+    ``1/M||E||^2 + lambda_H/M||H||^2 + lambda_W||W||^2``: every 1/2 dropped, as in code that
+    writes ``mse(reduction="sum") / M`` plus unhalved penalties. This is twice ours with the same
+    lambdas: the map is the identity and only the objective doubles.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+
+@dataclasses.dataclass(frozen=True)
+class Convention:
+    """Coefficients ``(a, a_H, a_W)`` of a normalisation, as functions of ``(M, n)``."""
+
+    data: Callable[[int, int], float]
+    feature: Callable[[int, int], float]
+    weight: Callable[[int, int], float]
+    source: str = ""
+
+
+CONVENTIONS: dict[str, Convention] = {
+    "andriopoulos2024": Convention(
+        lambda M, n: 1 / (2 * M),
+        lambda M, n: 1 / (2 * M),
+        lambda M, n: 0.5,
+        "Andriopoulos et al., NeurIPS 2024, eq. 1 (ours)",
+    ),
+    "element_mean": Convention(
+        lambda M, n: 1 / (2 * M * n),
+        lambda M, n: 1 / (2 * M),
+        lambda M, n: 0.5,
+        "Konokiii/NC_regression: 0.5 * F.mse_loss (mean over the M n entries)",
+    ),
+    "feature_penalty_sum": Convention(
+        lambda M, n: 1 / (2 * M),
+        lambda M, n: 0.5,
+        lambda M, n: 0.5,
+        "Tirer & Bruna (ICML 2022), Zhu et al. (NeurIPS 2021): lambda_H/2 ||H||^2",
+    ),
+    "no_half": Convention(
+        lambda M, n: 1 / M,
+        lambda M, n: 1 / M,
+        lambda M, n: 1.0,
+        "every 1/2 dropped: objective = 2 x ours, same lambdas",
+    ),
+}
+
+
+def _convention(convention: str | Convention) -> Convention:
+    if isinstance(convention, Convention):
+        return convention
+    if convention not in CONVENTIONS:
+        raise ValueError(
+            f"convention must be one of {sorted(CONVENTIONS)} or a ufm.Convention, "
+            f"got {convention!r}"
+        )
+    return CONVENTIONS[convention]
+
+
+def convert_lambdas(
+    lambda_H, lambda_W, convention: str | Convention, *, num_samples: int, target_dim: int
+):
+    """Map a convention's ``(lambda_H', lambda_W')`` to ours (``ufm.RegressionUFM``'s).
+
+    Returns ``(lambda_H, lambda_W, objective_scale)`` with
+    ``their objective = objective_scale * ours`` at every ``(H, W, b)``.
+
+    Example::
+
+        lH, lW, _ = ufm.convert_lambdas(1e-3, 1e-3, "element_mean", num_samples=M, target_dim=n)
+        problem = ufm.RegressionUFM(Y, lH, lW, feature_dim=256)
+    """
+    conv = _convention(convention)
+    M, n = num_samples, target_dim
+    if not isinstance(M, int) or M < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {M!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"target_dim must be an int >= 1, got {n!r}")
+    a, a_H, a_W = conv.data(M, n), conv.feature(M, n), conv.weight(M, n)
+    return a_H * lambda_H / a, a_W * lambda_W / (M * a), 2 * M * a

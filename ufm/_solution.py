@@ -1,0 +1,101 @@
+"""The result of :func:`ufm.solve`: parameters, diagnostics, a status and a trajectory."""
+
+from __future__ import annotations
+
+import enum
+from typing import NamedTuple
+
+import jax
+import numpy as np
+
+from ._problem import Params
+
+
+class Status(enum.IntEnum):
+    """How a solve ended. ``Solution.status`` holds these codes as an int32 array (one per
+    instance under ``jax.vmap``); :func:`Status.message` says what to do next."""
+
+    successful = 0
+    max_steps_reached = 1
+    nonfinite = 2
+    stalled = 3
+
+    @property
+    def message(self) -> str:
+        return _MESSAGES[self]
+
+
+_MESSAGES = {
+    Status.successful: (
+        "converged: the gradient-norm test ||g|| <= atol + rtol min(|f|, |f_0|) holds"
+    ),
+    Status.max_steps_reached: (
+        "stopped at max_steps before the gradient-norm test held: increase max_steps, use a "
+        "faster solver (the exact solver or L-BFGS), or loosen rtol/atol"
+    ),
+    Status.nonfinite: (
+        "the objective or its gradient became NaN or inf (diverged): lower the learning rate, "
+        "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0) and the data"
+    ),
+    Status.stalled: (
+        "the line search could make no further progress before the gradient-norm test held: "
+        "the accuracy is limited by floating-point precision (use float64) or rtol is too tight"
+    ),
+}
+
+
+class Trajectory(NamedTuple):
+    """Values recorded inside the jitted loop every ``record_every`` steps (and at step 0).
+
+    Entries past the last recorded step hold ``step = -1`` and NaN. NRC3 uses
+    ``gamma = lambda_H lambda_W`` (the UFM convention of Andriopoulos et al., Sec. 4.5).
+    Shapes: ``(R,)`` each, ``R = max_steps // record_every + 2``.
+    """
+
+    step: jax.Array
+    loss: jax.Array
+    nrc1: jax.Array
+    nrc2: jax.Array
+    nrc3: jax.Array
+
+    def valid(self) -> dict[str, np.ndarray]:
+        """The recorded rows only, as numpy arrays (single instance)."""
+        mask = np.asarray(self.step) >= 0
+        return {k: np.asarray(v)[mask] for k, v in self._asdict().items()}
+
+
+class Solution(NamedTuple):
+    """Output of :func:`ufm.solve`.
+
+    Attributes:
+        params: ``Params(H, W, b)`` in the problem's own variables (samples first).
+        loss: the objective at ``params``, in the problem's normalisation.
+        grad_norm: Euclidean norm of the gradient in the solver's coordinates at the last
+            iterate (preconditioned variables for gradient solvers, the reduced ``n x r``
+            variable for the exact solver).
+        num_steps: solver steps taken.
+        status: a :class:`Status` code (int32 array).
+        trajectory: a :class:`Trajectory` when ``record_every`` was given, else ``None``.
+    """
+
+    params: Params
+    loss: jax.Array
+    grad_norm: jax.Array
+    num_steps: jax.Array
+    status: jax.Array
+    trajectory: Trajectory | None = None
+
+    @property
+    def succeeded(self) -> jax.Array:
+        """``status == successful`` (elementwise under vmap)."""
+        return self.status == Status.successful
+
+    @property
+    def message(self) -> str:
+        """The status message (single instance; under vmap use :func:`status_messages`)."""
+        return Status(int(self.status)).message
+
+
+def status_messages(status) -> list[str]:
+    """Messages for an array of status codes (e.g. from a vmapped solve)."""
+    return [f"{Status(int(s)).name}: {Status(int(s)).message}" for s in np.ravel(status)]
