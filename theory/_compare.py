@@ -122,7 +122,7 @@ def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
     n = problem.target_dim
     gamma = lH * lW
     mets = {
-        "NRC1": ufm.metrics.nrc1(H, n),
+        "NRC1": ufm.metrics.nrc1(H, n, center=problem.bias),
         "NRC2": ufm.metrics.nrc2(H, W),
         "NRC3(gamma=c)": ufm.metrics.nrc3(W, problem.targets, gamma, center=problem.bias),
     }

@@ -27,7 +27,7 @@ def _record_fn(problem: RegressionUFM, to_params):
         p = to_params(y)
         return (
             problem.objective(p),
-            metrics.nrc1(p.H, n),
+            metrics.nrc1(p.H, n, center=problem.bias),
             metrics.nrc2(p.H, p.W),
             metrics.nrc3(p.W, problem.targets, gamma, center=problem.bias),
         )
@@ -103,7 +103,8 @@ def solve(
             solver uses only ``init.W``).
         max_steps: step budget (default: the solver's ``default_max_steps``).
         rtol, atol: the stopping test ``||g||_2 <= atol + rtol min(|f|, |f_0|)`` on the solver's
-            gradient (``f_0``: objective at the start); defaults ``(1e-10, 1e-14)`` in float64 and ``(1e-5, 1e-8)`` in float32.
+            gradient (``f_0``: objective at the start); defaults ``(1e-10, 1e-14)`` in float64
+            and ``(1e-5, 1e-8)`` in float32.
         record_every: record ``(step, loss, NRC1, NRC2, NRC3(gamma = lambda_H lambda_W))``
             inside the jitted loop every this many steps (``Solution.trajectory``).
         throw: raise ``RuntimeError`` with the status message unless the solve succeeded

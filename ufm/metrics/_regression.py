@@ -10,8 +10,9 @@ Samples first: features ``H`` of shape ``(M, d)``, head ``W`` of shape ``(n, d)`
   the row space of ``W``.
 * NRC3(gamma) = || W W^T / ||W W^T|| - S / ||S|| ||_F^2, with
   ``S = (Sigma^{1/2} - sqrt(gamma) I)_+`` (positive part on the eigenvalues) and ``Sigma`` the
-  centred target covariance over M. For ``gamma < lambda_min`` this is the paper's definition;
-  the positive part extends it to the rank-deficient regime (THEORY.md section 1).
+  centred target covariance over M. For ``gamma < lambda_min`` and ``n <= d`` this is the
+  paper's definition; the positive part extends it to the rank-deficient regime, and for
+  ``n > d`` only the top ``d`` eigen-directions are kept (THEORY.md section 1).
 
 All three lie in [0, 1], [0, 1] and [0, 4] and are 0 at the regression-UFM optimum (with
 ``gamma = lambda_H lambda_W`` for NRC3).
@@ -32,12 +33,13 @@ def _check_matrix(x, name: str, what: str) -> jax.Array:
     return x
 
 
-def principal_basis(H: jax.Array, k: int) -> jax.Array:
-    """Orthonormal ``(d, min(k, d))`` basis of the top-``k`` principal directions of centred ``H``.
+def principal_basis(H: jax.Array, k: int, center: bool = True) -> jax.Array:
+    """Orthonormal ``(d, min(k, d))`` basis of the top-``k`` principal directions of centred ``H``
+    (of ``H`` itself with ``center=False``).
 
     Uses the symmetric eigen-solver on the ``d x d`` scatter matrix ``H_c^T H_c``.
     """
-    Hc = H - jnp.mean(H, axis=0)
+    Hc = H - jnp.mean(H, axis=0) if center else H
     _, V = eigh_desc(Hc.T @ Hc)
     return V[:, : min(k, H.shape[1])]
 
@@ -52,17 +54,20 @@ def row_space_basis(W: jax.Array) -> jax.Array:
     return (U * inv_sqrt).T @ W
 
 
-def nrc1(H: jax.Array, n: int) -> jax.Array:
+def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
     """NRC1: energy of the normalised samples outside the top-``n`` PCA subspace.
 
     Args:
         H: features ``(M, d)``.
         n: target dimension (number of principal directions kept); ``n >= d`` gives 0.
+        center: PCA of the centred features (the paper's, for models with a bias). A bias-free
+            model's optimal features are not centred and their mean direction belongs to the
+            collapse subspace: use ``center=False`` there.
     """
     H = _check_matrix(H, "H", "(M, d)")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"n must be an int >= 1 (the target dimension), got {n!r}")
-    V = principal_basis(H, n)
+    V = principal_basis(H, n, center)
     Ht = safe_normalise_rows(H)
     R = Ht - (Ht @ V) @ V.T
     return jnp.mean(jnp.sum(R**2, axis=1))
@@ -87,16 +92,21 @@ def target_covariance(targets: jax.Array, center: bool = True) -> jax.Array:
     return sym(Yc.T @ Yc / Y.shape[0])
 
 
-def collapse_target(Sigma: jax.Array, gamma) -> jax.Array:
-    """``(Sigma^{1/2} - sqrt(gamma) I)_+``, the positive part taken on the eigenvalues."""
+def collapse_target(Sigma: jax.Array, gamma, max_rank: int | None = None) -> jax.Array:
+    """``(Sigma^{1/2} - sqrt(gamma) I)_+``, the positive part taken on the eigenvalues, keeping
+    at most the top ``max_rank`` eigen-directions (``d`` when ``n > d``: a rank-``d`` ``W W^T``
+    can only match the top ``d`` directions, THEORY.md section 1, ``n > d``)."""
     lam, U = eigh_desc(Sigma)
     s = jnp.sqrt(jnp.maximum(lam, 0.0))
-    return (U * jnp.maximum(s - jnp.sqrt(gamma), 0.0)) @ U.T
+    g = jnp.maximum(s - jnp.sqrt(gamma), 0.0)
+    if max_rank is not None:
+        g = jnp.where(jnp.arange(g.shape[0]) < max_rank, g, 0.0)
+    return (U * g) @ U.T
 
 
 def _nrc3_cov(W: jax.Array, Sigma: jax.Array, gamma) -> jax.Array:
     A = safe_normalise(W @ W.T)
-    B = safe_normalise(collapse_target(Sigma, gamma))
+    B = safe_normalise(collapse_target(Sigma, gamma, max_rank=W.shape[1]))
     return jnp.sum((A - B) ** 2)
 
 

@@ -1,0 +1,41 @@
+"""Test configuration: float64 once for the whole suite, hypothesis profile, shared helpers."""
+
+import jax
+import numpy as np
+from hypothesis import HealthCheck, settings
+
+jax.config.update("jax_enable_x64", True)
+
+settings.register_profile(
+    "ufm",
+    deadline=None,
+    max_examples=12,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    derandomize=True,
+)
+settings.load_profile("ufm")
+
+
+def random_targets(rng: np.random.Generator, M: int, n: int, rank: int | None = None, shift=1.0):
+    """Targets ``Y = Z B^T + mu`` with a random covariance of the given rank (default n)."""
+    k = n if rank is None else rank
+    B = rng.normal(size=(n, k)) / np.sqrt(k)
+    return rng.normal(size=(M, k)) @ B.T + shift * rng.normal(size=n)
+
+
+def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float, d: int):
+    """``(lambda_H, lambda_W)`` with ``lambda_H / lambda_W = ratio`` and ``c = lambda_H lambda_W``
+    placed in ``regime``: below the smallest positive eigenvalue, between two eigenvalues with a
+    clear gap (a rank drop), or above the largest (the zero solution)."""
+    lam = np.sort(eigs)[::-1]
+    pos = lam[lam > 1e-9 * lam[0]]
+    if regime == "below":
+        c = 0.5 * pos[-1]
+    elif regime == "above":
+        c = 2.0 * lam[0]
+    else:
+        gaps = [i for i in range(len(pos) - 1) if pos[i] > 1.5 * pos[i + 1]]
+        i = gaps[0] if gaps else 0
+        c = np.sqrt(pos[i] * pos[i + 1]) if gaps else 0.5 * pos[0]
+    lam_W = np.sqrt(c / ratio)
+    return ratio * lam_W, lam_W

@@ -1,0 +1,210 @@
+"""Solvers against the closed form, statuses, jit/vmap/no-recompilation, float32, bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from conftest import lambdas_for_regime, random_targets
+from hypothesis import given
+from hypothesis import strategies as st
+
+import theory
+import ufm
+from ufm._solve import _solve_jit
+
+REGIMES = ("below", "between", "above")
+
+
+@st.composite
+def instances(draw, max_M=40):
+    n = draw(st.integers(1, 4))
+    d = draw(st.integers(1, 6))
+    M = draw(st.integers(6, max_M))
+    rank = draw(st.integers(1, n))  # rank < n: rank-deficient Sigma
+    seed = draw(st.integers(0, 2**16))
+    regime = draw(st.sampled_from(REGIMES))
+    ratio = draw(st.sampled_from([0.2, 1.0, 5.0]))
+    bias = draw(st.booleans())
+    rng = np.random.default_rng(seed)
+    Y = random_targets(rng, M, n, rank)
+    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
+    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio, d)
+    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
+
+
+@given(instances())
+def test_exact_solver_matches_closed_form(problem):
+    sol = ufm.solve(problem)
+    cmp = theory.compare(sol, problem)
+    assert cmp.passed(1e-6), cmp.table(1e-6)
+
+
+@given(instances(max_M=25))
+def test_lbfgs_all_variables_matches_closed_form(problem):
+    sol = ufm.solve(problem, "lbfgs", key=jax.random.PRNGKey(3))
+    cmp = theory.compare(sol, problem)
+    assert cmp.passed(1e-6), cmp.table(1e-6)
+
+
+def _problem(M=60, n=3, d=8, lam=0.05, seed=0, dtype=np.float64, bias=True):
+    Y = random_targets(np.random.default_rng(seed), M, n).astype(dtype)
+    return ufm.RegressionUFM(Y, lam, lam, d, bias=bias)
+
+
+def test_momentum_and_adam_reach_closed_form():
+    p = _problem()
+    sol = ufm.solve(p, optax.sgd(0.1, momentum=0.9), max_steps=20_000)
+    assert int(sol.status) == ufm.Status.successful
+    assert theory.compare(sol, p).passed(1e-6)
+    sol = ufm.solve(p, optax.adam(1e-2), max_steps=3_000, rtol=1e-4)
+    assert theory.compare(sol, p).errors["WWT"] < 1e-2
+
+
+def test_diverging_learning_rate_is_nonfinite_not_successful():
+    p = _problem()
+    sol = ufm.solve(p, optax.sgd(50.0, momentum=0.9), max_steps=2_000)
+    assert int(sol.status) == ufm.Status.nonfinite
+    assert "lower the learning rate" in sol.message
+    assert not bool(sol.succeeded)
+
+
+def test_max_steps_reached_and_throw():
+    p = _problem()
+    sol = ufm.solve(p, "lbfgs", max_steps=3)
+    assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 3
+    with pytest.raises(RuntimeError, match="max_steps_reached"):
+        ufm.solve(p, "lbfgs", max_steps=3, throw=True)
+    assert int(ufm.solve(p, throw=True).status) == 0
+
+
+def test_zero_learning_rate_reports_stalled():
+    sol = ufm.solve(_problem(), optax.sgd(0.0), max_steps=50)
+    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 1
+
+
+def test_unpreconditioned_option_runs_the_objective_as_written():
+    """precondition=False must be plain GD on (H, W, b): one step equals a hand-written step."""
+    p = _problem(M=10, d=4)
+    init = ufm.Params(
+        *(
+            jnp.asarray(x)
+            for x in (
+                np.random.default_rng(0).normal(size=(10, 4)),
+                np.random.default_rng(1).normal(size=(3, 4)),
+                np.zeros(3),
+            )
+        )
+    )
+    lr = 0.01
+    sol = ufm.solve(
+        p, ufm.OptaxSolver(tx=optax.sgd(lr), precondition=False), init=init, max_steps=1
+    )
+    g = jax.grad(p.objective)(init)
+    expected = jax.tree_util.tree_map(lambda x, gx: x - lr * gx, init, g)
+    for a, b in zip(sol.params, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-13, atol=1e-15)
+    sol_pc = ufm.solve(p, optax.sgd(lr), init=init, max_steps=1)
+    # Preconditioned: H moves M times further (gradient wrt H/sqrt(M), mapped back).
+    np.testing.assert_allclose(sol_pc.params.H - init.H, 10 * (expected.H - init.H), rtol=1e-12)
+
+
+def test_vmap_over_problems_and_keys_compiles_once():
+    Y = random_targets(np.random.default_rng(0), 50, 3)
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+
+    def batch(lams):
+        return ufm.stack([ufm.RegressionUFM(Y, lam, 2 * lam, 6) for lam in lams])
+
+    run = jax.vmap(lambda p, k: ufm.solve(p, key=k))
+    sols = run(batch([0.01, 0.1, 0.5]), keys)
+    n_compiled = _solve_jit._cache_size()
+    sols2 = run(batch([0.02, 0.2, 0.7]), jax.random.split(jax.random.PRNGKey(1), 3))
+    assert _solve_jit._cache_size() == n_compiled, "second call with new lambdas recompiled"
+    assert sols.status.shape == (3,) and np.all(np.asarray(sols2.status) == 0)
+    assert not np.allclose(sols.loss, sols2.loss)
+    for i, lam in enumerate([0.02, 0.2, 0.7]):
+        p = ufm.RegressionUFM(Y, lam, 2 * lam, 6)
+        opt = theory.regression.optimum_of(p)
+        np.testing.assert_allclose(sols2.loss[i], opt.loss, rtol=1e-10)
+        W = sols2.params.W[i]
+        np.testing.assert_allclose(W @ W.T, opt.WWT, atol=1e-7 * np.linalg.norm(opt.WWT) + 1e-12)
+
+
+def test_vmap_over_keys_only_and_jit_of_solve():
+    p = _problem()
+    keys = jax.random.split(jax.random.PRNGKey(5), 4)
+    sols = jax.vmap(lambda k: ufm.solve(p, "lbfgs", key=k))(keys)
+    assert np.all(np.asarray(sols.status) == 0)
+    np.testing.assert_allclose(sols.loss, sols.loss[0], rtol=1e-10)
+    assert not np.allclose(sols.params.H[0], sols.params.H[1])  # different minimisers (rotations)
+    jitted = jax.jit(lambda p: ufm.solve(p).loss)
+    np.testing.assert_allclose(jitted(p), theory.regression.optimum_of(p).loss, rtol=1e-12)
+
+
+def test_learning_rate_sweep_under_jit_and_vmap():
+    p = _problem()
+
+    @jax.jit
+    def sweep(lrs):
+        return jax.vmap(lambda lr: ufm.solve(p, optax.sgd(lr, momentum=0.9), max_steps=300))(lrs)
+
+    sols = sweep(jnp.array([1e-3, 1e-2, 1e-1, 100.0]))
+    status = np.asarray(sols.status)
+    assert status[-1] == ufm.Status.nonfinite
+    assert np.all(status[:3] != ufm.Status.nonfinite)
+    assert float(sols.loss[2]) < float(sols.loss[1]) < float(sols.loss[0])
+
+
+@pytest.mark.parametrize("solver", ["exact", "lbfgs"])
+def test_float32(solver):
+    p = _problem(dtype=np.float32)
+    sol = ufm.solve(p, solver)
+    assert sol.params.H.dtype == jnp.float32 and sol.loss.dtype == jnp.float32
+    assert int(sol.status) == ufm.Status.successful
+    cmp = theory.compare(sol, p)
+    assert cmp.passed(2e-3), cmp.table(2e-3)
+
+
+def test_trajectory_recorded_inside_loop():
+    p = _problem()
+    sol = ufm.solve(p, "lbfgs", record_every=10)
+    tr = sol.trajectory.valid()
+    assert tr["step"][0] == 0 and tr["step"][-1] == int(sol.num_steps)
+    assert np.all(np.diff(tr["step"]) > 0) and np.all(np.diff(tr["step"])[:-1] == 10)
+    np.testing.assert_allclose(tr["loss"][-1], sol.loss, rtol=1e-12)
+    assert tr["nrc1"][0] > 0.1 and tr["nrc1"][-1] < 1e-12
+    assert tr["nrc3"][-1] < 1e-12
+    # Recording does not change the iterates.
+    plain = ufm.solve(p, "lbfgs")
+    np.testing.assert_allclose(plain.params.W, sol.params.W, rtol=1e-12)
+    # Under vmap every instance records.
+    ex = jax.vmap(lambda k: ufm.solve(p, key=k, record_every=2))(jax.random.split(p_key(), 2))
+    assert ex.trajectory.loss.shape[0] == 2
+
+
+def p_key():
+    return jax.random.PRNGKey(11)
+
+
+def test_bad_solver_and_options():
+    p = _problem()
+    with pytest.raises(ValueError, match="solver must be one of \\['exact', 'lbfgs'\\]"):
+        ufm.solve(p, "newton")
+    with pytest.raises(TypeError, match="solver must be one of"):
+        ufm.solve(p, 3)
+    with pytest.raises(ValueError, match="max_steps must be an int >= 0"):
+        ufm.solve(p, max_steps=-1)
+    with pytest.raises(ValueError, match="record_every must be None or an int >= 1"):
+        ufm.solve(p, record_every=0)
+    with pytest.raises(ValueError, match="rtol must be >= 0"):
+        ufm.solve(p, rtol=-1.0)
+    with pytest.raises(ValueError, match="init.H must have shape \\(M, d\\) = \\(60, 8\\)"):
+        ufm.solve(p, "lbfgs", init=ufm.Params(jnp.zeros((60, 7)), jnp.zeros((3, 8)), jnp.zeros(3)))
+    with pytest.raises(ValueError, match="init.W must be finite"):
+        W = jnp.full((3, 8), jnp.nan)
+        ufm.solve(p, "lbfgs", init=ufm.Params(jnp.zeros((60, 8)), W, jnp.zeros(3)))
+    with pytest.raises(ValueError, match="the exact solver needs lambda_W > 0"):
+        ufm.solve(ufm.RegressionUFM(p.targets, 0.1, 0.0, 8))
+    with pytest.raises(TypeError, match="problem must be a ufm problem"):
+        ufm.solve("problem")
