@@ -1,0 +1,54 @@
+"""``ufm check``: the main job."""
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from ufm._cli import main
+
+
+def test_default_check_passes(capsys):
+    assert main(["check"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "rel. error WWT" in out and "NRC3" in out and "collapse rank" in out
+
+
+def test_check_options_and_user_targets(tmp_path, capsys):
+    Y = np.random.default_rng(0).normal(size=(80, 4))
+    f = tmp_path / "Y.npy"
+    np.save(f, Y)
+    args = ["check", "--targets", str(f), "--d", "3", "--lambda-H", "0.05", "--solver", "lbfgs"]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "M = 80, n = 4, d = 3" in out
+    assert main(["check", "--dtype", "float32", "--no-bias", "--M", "300"]) == 0
+
+
+def test_check_fails_when_solver_stops_early(capsys):
+    assert main(["check", "--solver", "lbfgs", "--max-steps", "2"]) == 1
+    assert "FAIL" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["check", "--lambda-W", "-1"], "lambda_W must be a finite number >= 0"),
+        (["check", "--solver", "newton"], "--solver must be one of"),
+        (["check", "--d", "0"], "feature_dim must be an int >= 1"),
+        (["check", "--targets", "/nonexistent.npy"], "--targets: cannot read"),
+    ],
+)
+def test_bad_arguments_exit_2(args, message, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.skipif(shutil.which("ufm") is None, reason="console script not installed")
+def test_console_script():
+    r = subprocess.run(["ufm", "check"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PASS" in r.stdout
