@@ -23,7 +23,7 @@ def random_targets(rng: np.random.Generator, M: int, n: int, rank: int | None = 
     return rng.normal(size=(M, k)) @ B.T + shift * rng.normal(size=n)
 
 
-def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float, d: int):
+def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float):
     """``(lambda_H, lambda_W)`` with ``lambda_H / lambda_W = ratio`` and ``c = lambda_H lambda_W``
     placed in ``regime``: below the smallest positive eigenvalue, between two eigenvalues with a
     clear gap (a rank drop), or above the largest (the zero solution)."""

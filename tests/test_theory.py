@@ -24,7 +24,7 @@ def problems(draw):
     rng = np.random.default_rng(draw(st.integers(0, 2**16)))
     Y = random_targets(rng, M, n, rank)
     _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
-    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio, d)
+    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
     return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
 
 

@@ -2,13 +2,17 @@
 
 * :mod:`theory.regression` - the regression UFM (Andriopoulos et al., NeurIPS 2024):
   :func:`regression.optimum`, :func:`regression.zero_regularisation_check`.
-* :mod:`theory.symbolic` - the same closed form in exact sympy arithmetic, with an exact check
-  that the objective's gradient vanishes there.
+* :mod:`theory.classification` - the balanced classification UFM, MSE (no, free, regularised
+  bias) and cross-entropy (Tirer & Bruna 2022; Zhou et al. 2022; Zhu et al. 2021).
+* :mod:`theory.symbolic` - the regression closed form in exact sympy arithmetic, with an exact check
+  that the objective's gradient vanishes there; :mod:`theory.symbolic_classification` derives
+  the classification thresholds and losses symbolically.
 * :func:`compare` - relative errors of a :class:`ufm.Solution` against the closed form.
 """
 
+from . import classification as classification
 from . import regression as regression
 from ._compare import Comparison as Comparison
 from ._compare import compare as compare
 
-__all__ = ["Comparison", "compare", "regression"]
+__all__ = ["Comparison", "classification", "compare", "regression"]

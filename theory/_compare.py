@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
 import ufm
 from ufm._linalg import eps_of
 
-from . import regression
+from . import classification, regression
 
 
 def _rel(err, ref_norm, scale):
@@ -40,7 +41,10 @@ class Comparison:
     ``errors`` maps ``WWT``, ``feature_gram`` (the ``M x M`` Gram ``H H^T``), ``predictions``,
     ``bias`` to ``||x_sol - x_theory||_F / ||x_theory||_F`` (divided by the quantity's natural
     scale instead where the closed form is 0), and ``loss`` to ``(L_sol - L*) / |L*|``.
-    ``metrics`` holds NRC1, NRC2 and NRC3 with ``gamma = lambda_H lambda_W`` of the solution.
+    ``metrics`` holds NRC1, NRC2 and NRC3 with ``gamma = lambda_H lambda_W`` of the solution
+    (regression), or NC1-NC4 and the frame distances (classification; NC3 with the uncentred
+    class means, the self-duality that holds at every UFM optimum, bias or not). The closed form
+    is computed in float64 when ``jax_enable_x64`` is on, also for a float32 solution.
     """
 
     errors: dict[str, float]
@@ -89,22 +93,49 @@ class Comparison:
         return "\n".join(lines)
 
 
-def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
-    """Compare a single (unbatched) :class:`ufm.Solution` with :func:`regression.optimum_of`."""
-    if not isinstance(problem, ufm.RegressionUFM):
-        raise TypeError(f"problem must be a ufm.RegressionUFM, got {type(problem)}")
+def _reference_precision(problem):
+    """The problem in float64 when x64 is enabled, so that a float32 solution is compared with
+    a float64 closed form."""
+    if not jax.config.jax_enable_x64 or problem.dtype == jnp.float64:
+        return problem
+    return jax.tree_util.tree_map(
+        lambda x: x.astype(jnp.float64) if jnp.issubdtype(x.dtype, jnp.floating) else x, problem
+    )
+
+
+def _numerical_rank(G, scale) -> int:
+    """Eigenvalues of a symmetric ``G`` above ``sqrt(eps)`` times the natural ``scale``."""
+    ev = jnp.linalg.eigvalsh(0.5 * (G + G.T))
+    return int(jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale))
+
+
+def compare(solution: ufm.Solution, problem) -> Comparison:
+    """Compare a single (unbatched) :class:`ufm.Solution` with the closed form of its problem
+    (:func:`regression.optimum_of` or :func:`classification.optimum_of`)."""
     if np.ndim(solution.loss) != 0:
         raise ValueError("compare takes one solution; loop or vmap over a batch yourself")
+    if isinstance(problem, ufm.ClassificationUFM):
+        return _compare_classification(solution, problem)
+    if not isinstance(problem, ufm.RegressionUFM):
+        raise TypeError(f"problem must be a ufm problem, got {type(problem)}")
+    problem = _reference_precision(problem)
     opt = regression.optimum_of(problem)
-    H, W, b = solution.params
+    H, W, b = (x.astype(problem.dtype) for x in solution.params)
     lH, lW = problem.lambda_H, problem.lambda_W
     ratio = jnp.sqrt(lH / lW)
-    top = jnp.sqrt(jnp.maximum(opt.eigenvalues[0], 0.0))
     Yc = opt.centred_targets
-    # Natural scales, used where the closed form is zero (c >= largest eigenvalue).
+    M = problem.num_samples
+    rms = jnp.linalg.norm(problem.targets) / np.sqrt(M)
+    # Natural scales, used where the closed form is zero (c >= largest eigenvalue, or Sigma = 0),
+    # floored so that constant targets give finite errors.
+    top = jnp.maximum(
+        jnp.sqrt(jnp.maximum(opt.eigenvalues[0], 0.0)), jnp.sqrt(eps_of(rms)) * (1.0 + rms)
+    )
     scale_wwt = ratio * top
-    scale_gram = jnp.sum(Yc**2) / ratio / jnp.maximum(top, eps_of(top))
-    scale_pred = jnp.linalg.norm(problem.targets)
+    scale_gram = M * top / ratio
+    scale_pred = jnp.maximum(jnp.linalg.norm(problem.targets), eps_of(rms))
+    scale_bias = jnp.maximum(rms, eps_of(rms))
+    scale_loss = jnp.maximum(jnp.abs(opt.loss), eps_of(rms) * (1.0 + rms**2))
     WWT = W @ W.T
     gd, gn = _gram_difference_norm(H, Yc, opt.feature_gram_core)
     pred = H @ W.T + (b if problem.bias else 0.0)
@@ -114,8 +145,8 @@ def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
         "predictions": _rel(
             jnp.linalg.norm(pred - opt.predictions), jnp.linalg.norm(opt.predictions), scale_pred
         ),
-        "bias": _rel(jnp.linalg.norm(b - opt.bias), jnp.linalg.norm(opt.bias), scale_pred),
-        "loss": (solution.loss - opt.loss) / jnp.abs(opt.loss),
+        "bias": _rel(jnp.linalg.norm(b - opt.bias), jnp.linalg.norm(opt.bias), scale_bias),
+        "loss": (solution.loss - opt.loss) / scale_loss,
     }
     if not problem.bias:
         errors.pop("bias")
@@ -126,9 +157,7 @@ def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
         "NRC2": ufm.metrics.nrc2(H, W),
         "NRC3(gamma=c)": ufm.metrics.nrc3(W, problem.targets, gamma, center=problem.bias),
     }
-    # Numerical rank of W W^T: eigenvalues above sqrt(eps) times the natural scale.
-    ev = jnp.linalg.eigvalsh(0.5 * (WWT + WWT.T))
-    rank_sol = int(jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale_wwt))
+    rank_sol = _numerical_rank(WWT, scale_wwt)
     if int(opt.rank) == 0:
         # At the zero solution the feature metrics are 0/0; report the features' size instead.
         mets = {"||H||_F/sqrt(M) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])}
@@ -137,6 +166,59 @@ def compare(solution: ufm.Solution, problem: ufm.RegressionUFM) -> Comparison:
         metrics={k: float(v) for k, v in mets.items()},
         rank_theory=int(opt.rank),
         rank_solution=rank_sol,
+        status=ufm.Status(int(solution.status)).name,
+        loss_theory=float(opt.loss),
+        loss_solution=float(solution.loss),
+    )
+
+
+def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationUFM) -> Comparison:
+    problem = _reference_precision(problem)
+    opt = classification.optimum_of(problem)
+    H, W, b = (x.astype(problem.dtype) for x in solution.params)
+    K, y = problem.num_classes, problem.labels
+    mu, _, _ = ufm.metrics.class_means(H, y, K)
+    b_eff = b if problem.has_bias else jnp.zeros_like(b)
+    logits = mu @ W.T + b_eff
+    # Natural scales where the closed form is zero: the kappa = 0 optimum's size.
+    r = jnp.sqrt(problem.num_samples / K * problem.lambda_H / problem.lambda_W)
+    WWT, G = W @ W.T, mu @ mu.T
+    b_sol, b_ref = b_eff, opt.bias
+    if problem.loss == "ce" and problem.bias_mode == "free":
+        # Any multiple of 1 is optimal: compare the centred bias.
+        b_sol = b_sol - jnp.mean(b_sol)
+    one = jnp.ones((), WWT.dtype)
+    errors = {
+        "WWT": _rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one),
+        "class_mean_gram": _rel(
+            jnp.linalg.norm(G - opt.class_mean_gram), jnp.linalg.norm(opt.class_mean_gram), one / r
+        ),
+        "logits": _rel(jnp.linalg.norm(logits - opt.logits), jnp.linalg.norm(opt.logits), one),
+        "bias": _rel(jnp.linalg.norm(b_sol - b_ref), jnp.linalg.norm(b_ref), one),
+        "loss": (solution.loss - opt.loss) / jnp.abs(opt.loss),
+    }
+    if not problem.has_bias:
+        errors.pop("bias")
+    frame = problem.loss == "mse" and problem.bias_mode == "none"
+    if bool(opt.zero):
+        mets = {"||H||_F/sqrt(N) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])}
+    else:
+        mets = {
+            "NC1": ufm.metrics.nc1(H, y, K),
+            "NC2 (ETF distance, centred means)": ufm.metrics.nc2(H, W, y, K)["etf_means"],
+            "NC3 (uncentred means)": ufm.metrics.nc3(H, W, y, K, center=False),
+            "NC4": ufm.metrics.nc4(H, W, b_eff, y, K),
+        }
+        if frame:
+            mets["orthogonal-frame distance W W^T"] = ufm.metrics.orthogonal_frame_distance(WWT)
+        elif problem.bias_mode != "reg":
+            mets["ETF distance W W^T"] = ufm.metrics.etf_distance(WWT)
+    scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
+    return Comparison(
+        errors={k: float(v) for k, v in errors.items()},
+        metrics={k: float(v) for k, v in mets.items()},
+        rank_theory=_numerical_rank(opt.WWT, scale),
+        rank_solution=_numerical_rank(WWT, scale),
         status=ufm.Status(int(solution.status)).name,
         loss_theory=float(opt.loss),
         loss_solution=float(solution.loss),

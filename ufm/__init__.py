@@ -2,7 +2,7 @@
 
 Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (n, d)``):
 
-* problems: :class:`RegressionUFM`, :func:`stack`, :class:`Params`;
+* problems: :class:`RegressionUFM`, :class:`ClassificationUFM`, :func:`stack`, :class:`Params`;
 * solving: :func:`solve` -> :class:`Solution` with a :class:`Status`; solvers :class:`Exact`,
   :class:`LBFGS`, :class:`OptaxSolver` (or any optax optimiser);
 * normalisations: :func:`convert_lambdas`;
@@ -10,6 +10,7 @@ Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (
 """
 
 from . import metrics as metrics
+from ._classification import ClassificationUFM as ClassificationUFM
 from ._normalisation import CONVENTIONS as CONVENTIONS
 from ._normalisation import convert_lambdas as convert_lambdas
 from ._problem import Params as Params
@@ -28,6 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "CONVENTIONS",
+    "ClassificationUFM",
     "Exact",
     "LBFGS",
     "OptaxSolver",

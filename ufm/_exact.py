@@ -1,22 +1,32 @@
-r"""Exact reduction of the regression UFM to an ``n x r`` problem (``r = min(n, d)``).
+r"""Exact reduction of an MSE UFM to an ``n x r`` problem over ``W`` (``r = min(n, d)``).
 
-For fixed ``W`` the minimisation over ``H`` and ``b`` is a ridge regression per sample
-(Andriopoulos et al. 2024, objective eq. 1). With ``Yc = Y - ybar`` (``Y`` itself without bias)
-and ``K = W W^T + lambda_H I_n``:
+Every MSE UFM in the package (regression, and classification with one-hot targets) has the form
 
-    b = ybar,   H = Yc K^{-1} W,
-    min_{H, b} L(H, W, b) = (lambda_H / 2) tr(Sigma K^{-1}) + (lambda_W / 2) ||W||_F^2,
+    L(H, W, b) = 1/(2N) ||H W^T + 1 b^T - Y||_F^2 + rho/(2N) ||H||_F^2 + lambda_W/2 ||W||_F^2
+                 [+ lambda_b/2 ||b||^2]
 
-with ``Sigma = Yc^T Yc / M``. The reduced objective depends on the data only through the
-``n x n`` matrix ``Sigma`` and on ``W`` only through ``W W^T`` and ``||W||``. Its gradient,
-``(-lambda_H K^{-1} Sigma K^{-1} + lambda_W I) W``, keeps ``W`` in its initial row space, so we
-write ``W = A Q`` with ``Q`` a fixed ``r x d`` matrix with orthonormal rows and minimise over
-``A`` (``n x r``) with L-BFGS: the cost per step is ``O(n^3)``, independent of ``M`` and ``d``.
+with ``Y (N, n)`` and a ridge parameter ``rho`` (``rho = lambda_H`` for the regression UFM,
+``rho = N lambda_H`` for the classification UFM whose feature penalty is not divided by ``N``).
+For fixed ``W`` the minimisation over each feature row is a ridge regression: with
+``K = W W^T + rho I_n`` and ``z_i = y_i - b``,
 
-This is a numerical minimisation, *not* the soft-threshold closed form of
-:mod:`theory.regression`, so comparing the two is a check between independent computations.
-It needs ``lambda_H > 0`` (for ``lambda_H = 0`` the ridge step is a projection and the reduced
-objective is not smooth) and ``lambda_W > 0`` (else no minimiser exists).
+    h_i = W^T K^{-1} z_i,    min_h = (rho / 2N) z_i^T K^{-1} z_i.
+
+Summing, with ``ybar`` the target mean and ``Sigma = (Y - ybar)^T (Y - ybar) / N``,
+
+    F(W, b) = (rho/2) [tr(K^{-1} Sigma) + (ybar - b)^T K^{-1} (ybar - b)] + lambda_W/2 ||W||^2
+              [+ lambda_b/2 ||b||^2],
+
+minimised over ``b`` in closed form: ``b = 0`` (no bias), ``b = ybar`` (free bias), or
+``b = rho (rho I + lambda_b K)^{-1} ybar`` (regularised bias). The result depends on the data only
+through ``Sigma`` and ``ybar`` and on ``W`` only through ``W W^T`` and ``||W||``; its gradient
+``(-rho K^{-1} C K^{-1} + lambda_W I) W`` keeps ``W`` in its initial row space, so we write
+``W = A Q`` with ``Q`` a fixed ``r x d`` matrix with orthonormal rows and minimise over ``A``
+(``n x r``) with L-BFGS: ``O(n^3)`` per step, independent of ``N`` and ``d``.
+
+This is a numerical minimisation, *not* the soft-threshold closed form of :mod:`theory`, so
+comparing the two is a check between independent computations. It needs ``rho > 0`` and
+``lambda_W > 0``.
 """
 
 from __future__ import annotations
@@ -27,34 +37,67 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
-from ._problem import Params, RegressionUFM
+from ._problem import Params
+
+
+class MSEData(NamedTuple):
+    """What an MSE problem hands the exact solver (see the module docstring)."""
+
+    targets: jax.Array  # (N, n)
+    ridge: jax.Array  # rho
+    lambda_W: jax.Array
+    lambda_b: jax.Array  # used only when bias == "reg"
+    bias: str  # "none" | "free" | "reg" (static)
 
 
 class Reduced(NamedTuple):
-    Sigma: jax.Array  # (n, n)
+    Sigma: jax.Array  # (n, n) centred covariance over N
     mean: jax.Array  # (n,)
     Q: jax.Array  # (r, d) orthonormal rows
 
 
-def reduced_objective(A: jax.Array, red: Reduced, problem: RegressionUFM) -> jax.Array:
-    """``(lambda_H/2) tr(Sigma (A A^T + lambda_H I)^{-1}) + (lambda_W/2) ||A||^2``."""
+def _solve_bias(K, red: Reduced, data: MSEData) -> jax.Array:
+    """The optimal ``b`` for fixed ``K = W W^T + rho I``."""
+    if data.bias == "none":
+        return jnp.zeros_like(red.mean)
+    if data.bias == "free":
+        return red.mean
+    n = red.mean.shape[0]
+    M = data.ridge * jnp.eye(n, dtype=K.dtype) + data.lambda_b * K
+    return data.ridge * jnp.linalg.solve(M, red.mean)
+
+
+def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
+    """``F(W, b*(W))`` of the module docstring, as a function of ``A`` (``W = A Q``)."""
     n = A.shape[0]
-    K = A @ A.T + problem.lambda_H * jnp.eye(n, dtype=A.dtype)
-    X = jsl.cho_solve(jsl.cho_factor(K, lower=True), red.Sigma)
-    return 0.5 * problem.lambda_H * jnp.trace(X) + 0.5 * problem.lambda_W * jnp.sum(A**2)
+    K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+    b = _solve_bias(K, red, data)
+    z = red.mean - b
+    cf = jsl.cho_factor(K, lower=True)
+    X = jsl.cho_solve(cf, jnp.concatenate([red.Sigma, z[:, None]], axis=1))
+    val = 0.5 * data.ridge * (jnp.trace(X[:, :n]) + z @ X[:, n])
+    val = val + 0.5 * data.lambda_W * jnp.sum(A**2)
+    if data.bias == "reg":
+        val = val + 0.5 * data.lambda_b * jnp.sum(b**2)
+    return val
 
 
-def setup(problem: RegressionUFM, key: jax.Array, init: Params | None):
+def setup(data: MSEData, feature_dim: int, key: jax.Array, init: Params | None):
     """Return ``(Reduced, A0)``: data summary, fixed row basis ``Q`` and the starting ``A``."""
-    n, d = problem.target_dim, problem.feature_dim
-    r = min(n, d)
-    dtype = problem.dtype
-    mean, Sigma = problem.target_moments()
+    Y = data.targets
+    N, n = Y.shape
+    r = min(n, feature_dim)
+    dtype = Y.dtype
+    mean = jnp.mean(Y, axis=0)
+    Yc = Y - mean
+    Sigma = Yc.T @ Yc / N
+    Sigma = 0.5 * (Sigma + Sigma.T)
     if init is None:
         kq, ka = jax.random.split(key)
-        Q, _ = jnp.linalg.qr(jax.random.normal(kq, (d, r), dtype))
-        # Scale A A^T to the optimum's order sqrt(lambda_H/lambda_W) * sqrt(tr Sigma / n).
-        s2 = jnp.sqrt(problem.lambda_H / problem.lambda_W) * jnp.sqrt(jnp.trace(Sigma) / n)
+        Q, _ = jnp.linalg.qr(jax.random.normal(kq, (feature_dim, r), dtype))
+        # Scale A A^T to the optimum's order sqrt(rho/lambda_W) sqrt(tr(second moment)/n).
+        second = jnp.trace(Sigma) + jnp.sum(mean**2)
+        s2 = jnp.sqrt(data.ridge / data.lambda_W) * jnp.sqrt(second / n)
         A0 = jnp.sqrt(s2 / r) * jax.random.normal(ka, (n, r), dtype)
     else:
         Q, _ = jnp.linalg.qr(init.W.T)
@@ -62,11 +105,36 @@ def setup(problem: RegressionUFM, key: jax.Array, init: Params | None):
     return Reduced(Sigma, mean, Q.T), A0
 
 
-def recover(A: jax.Array, red: Reduced, problem: RegressionUFM) -> Params:
-    """``W = A Q``, ``H = Yc K^{-1} W``, ``b = ybar`` (the ridge step, cost ``O(M n d)``)."""
+def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
+    """``W = A Q``, ``b = b*(W)``, ``H = (Y - b) K^{-1} W`` (cost ``O(N n d)``)."""
     n = A.shape[0]
     W = A @ red.Q
-    K = A @ A.T + problem.lambda_H * jnp.eye(n, dtype=A.dtype)
-    Yc = problem.targets - red.mean
-    H = Yc @ jsl.cho_solve(jsl.cho_factor(K, lower=True), W)
-    return Params(H, W, red.mean)
+    K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+    b = _solve_bias(K, red, data)
+    H = (data.targets - b) @ jsl.cho_solve(jsl.cho_factor(K, lower=True), W)
+    return Params(H, W, b)
+
+
+def certificate(W: jax.Array, data: MSEData) -> jax.Array:
+    r"""Global-optimality certificate of an MSE UFM at ``W`` (for ``d >= n``).
+
+    With ``P = W W^T`` the reduced objective
+    ``F(P) = (rho/2) tr((P + rho I)^{-1} C) + (lambda_W/2) tr P`` (``b`` at its optimum,
+    ``C = Sigma + (ybar - b)(ybar - b)^T``) is convex in ``P >= 0``. When the rank constraint
+    ``rank P <= d`` is inactive (``d >= n``), ``P`` is a global minimiser iff
+    ``rho K^{-1} C K^{-1} <= lambda_W I`` (equality on the range of ``P``), ``K = P + rho I``.
+    Returns ``lambda_max(rho K^{-1} C K^{-1}) / lambda_W - 1``: <= 0 (up to rounding) at a global
+    minimum, > 0 at a strict saddle such as ``W = 0`` below the collapse threshold.
+    """
+    n = W.shape[0]
+    Y = data.targets
+    mean = jnp.mean(Y, axis=0)
+    Yc = Y - mean
+    K = W @ W.T + data.ridge * jnp.eye(n, dtype=W.dtype)
+    b = _solve_bias(K, Reduced(None, mean, None), data)
+    z = mean - b
+    C = Yc.T @ Yc / Y.shape[0] + jnp.outer(z, z)
+    Kinv = jnp.linalg.inv(K)
+    G = data.ridge * Kinv @ C @ Kinv
+    top = jnp.linalg.eigvalsh(0.5 * (G + G.T))[-1]
+    return top / data.lambda_W - 1.0

@@ -3,7 +3,8 @@
 Every solver in :mod:`ufm` runs through :func:`iterate`. An iterate ``y`` (any pytree) is
 advanced by an optax transformation until
 
-* the gradient-norm test ``||g||_2 <= atol + rtol * min(|f|, |f_0|)`` holds (``successful``;
+* the gradient-norm test ``||g||_2 <= atol + rtol * min(|f|, |f_0|)`` holds after at least one
+  step (``successful``;
   ``f_0`` is the objective at the start, so a diverging run whose ``|f|`` explodes can never
   pass the test),
 * ``max_steps`` steps were taken (``max_steps_reached``),
@@ -71,12 +72,13 @@ def iterate(
             keyword arguments (wrap plain ones with ``optax.with_extra_args_support``).
         reuse_linesearch_value: take ``f`` and ``g`` at the new iterate from the line search's
             state (``optax.value_and_grad_from_state``) instead of recomputing them.
-        record_every, record_fn: record ``record_fn(y, step)`` (a tuple of scalars) at step 0
+        record_every, record_fn: record ``record_fn(y, step)`` (a pytree of scalars) at step 0
             and after every ``record_every`` steps.
 
     Returns:
         ``(y, f, gnorm, num_steps, status, records)``; ``records`` is ``None`` without
-        recording, else a tuple of arrays of length ``max_steps // record_every + 2``.
+        recording, else ``(steps, values)``: arrays of length ``max_steps // record_every + 2``
+        (``values`` with ``record_fn``'s structure).
     """
     value_and_grad = jax.value_and_grad(fn)
     if reuse_linesearch_value:
@@ -89,7 +91,11 @@ def iterate(
     state0 = optimizer.init(y0)
     f0, g0 = value_and_grad(y0)
     gnorm0 = optax.tree.norm(g0)
-    carry = _Carry(y0, state0, f0, g0, gnorm0, jnp.array(0), _classify(f0, f0, gnorm0, rtol, atol))
+    # The stopping test is skipped at step 0 (as in optimistix): an init at a stationary point
+    # that is not a minimum (e.g. W = 0, a strict saddle) must not end as "successful".
+    finite0 = jnp.isfinite(f0) & jnp.isfinite(gnorm0)
+    status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
+    carry = _Carry(y0, state0, f0, g0, gnorm0, jnp.array(0), status0)
 
     def body(c: _Carry) -> _Carry:
         updates, state = optimizer.update(c.g, c.state, c.y, value=c.f, grad=c.g, value_fn=fn)
@@ -108,14 +114,16 @@ def iterate(
     else:
         num = max_steps // record_every + 2
         first = record_fn(carry.y, carry.step)
-        bufs = tuple(jnp.full((num,), jnp.nan, jnp.result_type(v)).at[0].set(v) for v in first)
+        bufs = jax.tree_util.tree_map(
+            lambda v: jnp.full((num,), jnp.nan, jnp.result_type(v)).at[0].set(v), first
+        )
         steps = jnp.full((num,), -1, jnp.int32).at[0].set(0)
 
         def outer_body(oc):
             c, i, steps, bufs = oc
             c = run_until(c, jnp.minimum(c.step + record_every, max_steps))
             vals = record_fn(c.y, c.step)
-            bufs = tuple(b.at[i].set(v) for b, v in zip(bufs, vals, strict=True))
+            bufs = jax.tree_util.tree_map(lambda b, v: b.at[i].set(v), bufs, vals)
             return c, i + 1, steps.at[i].set(c.step), bufs
 
         def outer_cond(oc):
@@ -125,7 +133,7 @@ def iterate(
         carry, _, steps, bufs = jax.lax.while_loop(
             outer_cond, outer_body, (carry, jnp.array(1), steps, bufs)
         )
-        records = (steps, *bufs)
+        records = (steps, bufs)
 
     status = jnp.where(carry.status == _RUNNING, Status.max_steps_reached, carry.status)
     return carry.y, carry.f, carry.gnorm, carry.step, status.astype(jnp.int32), records

@@ -37,9 +37,10 @@ def safe_normalise(x: jax.Array) -> jax.Array:
 
 
 def safe_normalise_rows(X: jax.Array) -> jax.Array:
-    """Each row divided by its Euclidean norm; zero rows stay zero."""
-    n = jnp.sqrt(jnp.sum(X**2, axis=-1, keepdims=True))
-    return X / jnp.where(n > 0, n, 1.0)
+    """Each row divided by its Euclidean norm; zero rows stay zero (with a finite gradient)."""
+    sq = jnp.sum(X**2, axis=-1, keepdims=True)
+    pos = sq > 0
+    return X / jnp.sqrt(jnp.where(pos, sq, 1.0))
 
 
 def eps_of(x: jax.Array) -> jax.Array:

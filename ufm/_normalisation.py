@@ -26,9 +26,11 @@ Named conventions (:data:`CONVENTIONS`):
     Zhu et al. (NeurIPS 2021) and the deep-linear UFM code (Fsoft-AIC/
     Neural-Collapse-in-Deep-Linear-Networks). Maps to ``lambda_H = M lambda_H'``.
 ``"no_half"``
-    ``1/M||E||^2 + lambda_H/M||H||^2 + lambda_W||W||^2``: every 1/2 dropped, as in code that
-    writes ``mse(reduction="sum") / M`` plus unhalved penalties. This is twice ours with the same
-    lambdas: the map is the identity and only the objective doubles.
+    ``1/M||E||^2 + lambda_H/M||H||^2 + lambda_W||W||^2``: every 1/2 dropped, as in the
+    population-risk form of the UFM with sum-normalised squared loss and unhalved ridge
+    penalties (e.g. Mixon, Parshall & Pi, arXiv 2011.11619, write the unregularised loss
+    without the 1/2). This is twice ours with the same lambdas: the map is the identity and only
+    the objective doubles; we list it so that nobody halves or doubles lambdas by mistake.
 """
 
 from __future__ import annotations

@@ -24,6 +24,16 @@ class Params(NamedTuple):
     b: jax.Array
 
 
+def random_params(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1) -> Params:
+    """``H (N, d), W (n, d) ~ N(0, scale^2)`` entrywise and ``b = 0``."""
+    kh, kw = jax.random.split(key)
+    return Params(
+        scale * jax.random.normal(kh, (num_samples, feature_dim), dtype),
+        scale * jax.random.normal(kw, (num_outputs, feature_dim), dtype),
+        jnp.zeros((num_outputs,), dtype),
+    )
+
+
 @jax.tree_util.register_pytree_node_class
 class RegressionUFM:
     r"""Regression UFM with targets ``Y`` of shape ``(M, n)``.
@@ -127,6 +137,47 @@ class RegressionUFM:
             + 0.5 * self.lambda_H / M * jnp.sum(H**2)
             + 0.5 * self.lambda_W * jnp.sum(W**2)
         )
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias
+
+    is_mse = True
+
+    def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
+        """NRC1, NRC2 and NRC3 with ``gamma = lambda_H lambda_W`` (recorded by ``ufm.solve``)."""
+        from . import metrics
+
+        H, W, _ = params
+        n = self.target_dim
+        return {
+            "nrc1": metrics.nrc1(H, n, center=self.bias),
+            "nrc2": metrics.nrc2(H, W),
+            "nrc3": metrics.nrc3(W, self.targets, self.lambda_H * self.lambda_W, center=self.bias),
+        }
+
+    def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
+        """The papers' initialisation: ``H, W ~ N(0, scale^2)`` entrywise, ``b = 0``."""
+        return random_params(
+            key, self.num_samples, self.target_dim, self.feature_dim, self.dtype, scale
+        )
+
+    def mse_data(self):
+        """The exact solver's view: ridge ``rho = lambda_H`` (see ``ufm/_exact.py``)."""
+        from ._exact import MSEData
+
+        zero = jnp.zeros((), self.dtype)
+        return MSEData(
+            self.targets, self.lambda_H, self.lambda_W, zero, "free" if self.bias else "none"
+        )
+
+    def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
+        """``(s_H, s_W)``: gradient solvers optimise ``H / s_H`` and ``W / s_W``.
+
+        The feature block's curvature is ``(||W||^2 + lambda_H)/M`` per row, the weight block's
+        ``O(1)``; ``s_H = sqrt(M)`` makes both ``O(1)``."""
+        one = jnp.ones((), self.dtype)
+        return jnp.sqrt(self.num_samples * one), one
 
     def target_moments(self) -> tuple[jax.Array, jax.Array]:
         r"""Target mean ``ybar`` (n,) and the covariance ``Sigma`` (n, n) the optimum depends on.

@@ -19,6 +19,7 @@ class Status(enum.IntEnum):
     max_steps_reached = 1
     nonfinite = 2
     stalled = 3
+    saddle = 4
 
     @property
     def message(self) -> str:
@@ -37,6 +38,11 @@ _MESSAGES = {
         "the objective or its gradient became NaN or inf (diverged): lower the learning rate, "
         "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0) and the data"
     ),
+    Status.saddle: (
+        "stopped at a stationary point that is not a global minimum (the global-optimality "
+        "certificate of the MSE reduction fails, e.g. W = 0 below the collapse threshold): "
+        "restart from a random init"
+    ),
     Status.stalled: (
         "the line search could make no further progress before the gradient-norm test held: "
         "the accuracy is limited by floating-point precision (use float64) or rtol is too tight"
@@ -47,21 +53,22 @@ _MESSAGES = {
 class Trajectory(NamedTuple):
     """Values recorded inside the jitted loop every ``record_every`` steps (and at step 0).
 
-    Entries past the last recorded step hold ``step = -1`` and NaN. NRC3 uses
-    ``gamma = lambda_H lambda_W`` (the UFM convention of Andriopoulos et al., Sec. 4.5).
-    Shapes: ``(R,)`` each, ``R = max_steps // record_every + 2``.
+    ``metrics`` maps names to arrays: NRC1-NRC3 (NRC3 with ``gamma = lambda_H lambda_W``, the
+    UFM convention of Andriopoulos et al., Sec. 4.5) for regression, NC1-NC4 for
+    classification. Entries past the last recorded step hold ``step = -1`` and NaN. Shapes:
+    ``(R,)`` each, ``R = max_steps // record_every + 2`` (a leading batch axis under vmap).
     """
 
     step: jax.Array
     loss: jax.Array
-    nrc1: jax.Array
-    nrc2: jax.Array
-    nrc3: jax.Array
+    metrics: dict[str, jax.Array]
 
     def valid(self) -> dict[str, np.ndarray]:
-        """The recorded rows only, as numpy arrays (single instance)."""
+        """The recorded rows only, as numpy arrays: ``step``, ``loss`` and each metric."""
         mask = np.asarray(self.step) >= 0
-        return {k: np.asarray(v)[mask] for k, v in self._asdict().items()}
+        out = {"step": np.asarray(self.step)[mask], "loss": np.asarray(self.loss)[mask]}
+        out.update({k: np.asarray(v)[mask] for k, v in self.metrics.items()})
+        return out
 
 
 class Solution(NamedTuple):

@@ -8,34 +8,29 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from . import metrics
+from ._classification import ClassificationUFM
+from ._exact import certificate
 from ._iterate import iterate
 from ._problem import Params, RegressionUFM
 from ._solution import Solution, Status, Trajectory
 from ._solvers import resolve_solver
 from ._validate import check_finite, check_shape, is_concrete
 
+# Relative tolerance of the global-optimality certificate (ufm/_exact.py:certificate).
+_CERTIFICATE_RTOL = 1e-2
 # Default tolerances of the gradient-norm test ||g|| <= atol + rtol min(|f|, |f_0|), by precision.
 _DEFAULT_TOL = {8: (1e-10, 1e-14), 4: (1e-5, 1e-8)}
 
 
-def _record_fn(problem: RegressionUFM, to_params):
-    n = problem.target_dim
-    gamma = problem.lambda_H * problem.lambda_W
-
+def _record_fn(problem, to_params):
     def record(y, step):
         p = to_params(y)
-        return (
-            problem.objective(p),
-            metrics.nrc1(p.H, n, center=problem.bias),
-            metrics.nrc2(p.H, p.W),
-            metrics.nrc3(p.W, problem.targets, gamma, center=problem.bias),
-        )
+        return {"loss": problem.objective(p), "metrics": problem.trajectory_metrics(p)}
 
     return record
 
 
-@functools.partial(jax.jit, static_argnames=("solver", "max_steps", "record_every"))
+@functools.partial(jax.jit, static_argnames=("max_steps", "record_every"))
 def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every):
     fn, y0, to_params = solver.setup(problem, key, init)
     y, _, gnorm, steps, status, records = iterate(
@@ -53,12 +48,34 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every):
     loss = problem.objective(params)
     # The objective in the original variables can be non-finite where the solver's was not
     # (e.g. the exact solver's ridge recovery); never report success then.
-    status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite).astype(jnp.int32)
-    traj = None if records is None else Trajectory(*records)
+    status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite)
+    if problem.is_mse and problem.feature_dim >= problem.target_dim:
+        # A stationary point is not enough: check global optimality (MSE problems, d >= n).
+        data = problem.mse_data()
+        checkable = (data.ridge > 0) & (data.lambda_W > 0)
+        violated = certificate(params.W, data) > _CERTIFICATE_RTOL
+        status = jnp.where(
+            (status == Status.successful) & checkable & violated, Status.saddle, status
+        )
+    status = status.astype(jnp.int32)
+    traj = None
+    if records is not None:
+        rec_steps, vals = records
+        traj = Trajectory(rec_steps, vals["loss"], vals["metrics"])
     return Solution(params, loss, gnorm, steps, status, traj)
 
 
-def _check_init(init, problem: RegressionUFM) -> Params | None:
+def _check_unbatched(problem) -> None:
+    data = problem.targets if isinstance(problem, RegressionUFM) else problem.labels
+    expected = 2 if isinstance(problem, RegressionUFM) else 1
+    if data.ndim != expected or any(jnp.ndim(v) != 0 for v in (problem.lambda_H, problem.lambda_W)):
+        raise ValueError(
+            "problem is batched (stacked with ufm.stack?): solve one instance per call and batch "
+            "with jax.vmap, e.g. jax.vmap(ufm.solve)(problems)"
+        )
+
+
+def _check_init(init, problem) -> Params | None:
     if init is None:
         return None
     if not isinstance(init, Params):
@@ -78,7 +95,7 @@ def _check_init(init, problem: RegressionUFM) -> Params | None:
 
 
 def solve(
-    problem: RegressionUFM,
+    problem: RegressionUFM | ClassificationUFM,
     solver=None,
     *,
     key: jax.Array | None = None,
@@ -92,9 +109,10 @@ def solve(
     """Minimise a UFM objective.
 
     Args:
-        problem: e.g. :class:`ufm.RegressionUFM` (batch it with :func:`ufm.stack` and
-            ``jax.vmap`` over this function).
-        solver: ``None`` (the exact solver for MSE problems), ``"exact"``, ``"lbfgs"``, any
+        problem: :class:`ufm.RegressionUFM` or :class:`ufm.ClassificationUFM` (batch with
+            :func:`ufm.stack` and ``jax.vmap`` over this function).
+        solver: ``None`` (the exact solver for MSE problems with lambdas > 0, else L-BFGS),
+            ``"exact"``, ``"lbfgs"``, any
             ``optax.GradientTransformation`` (wrapped in :class:`ufm.OptaxSolver`, feature block
             preconditioned) or a solver object (:class:`ufm.Exact`, :class:`ufm.LBFGS`,
             :class:`ufm.OptaxSolver`).
@@ -105,8 +123,9 @@ def solve(
         rtol, atol: the stopping test ``||g||_2 <= atol + rtol min(|f|, |f_0|)`` on the solver's
             gradient (``f_0``: objective at the start); defaults ``(1e-10, 1e-14)`` in float64
             and ``(1e-5, 1e-8)`` in float32.
-        record_every: record ``(step, loss, NRC1, NRC2, NRC3(gamma = lambda_H lambda_W))``
-            inside the jitted loop every this many steps (``Solution.trajectory``).
+        record_every: record the step, the loss and the problem's collapse metrics (NRC1-3
+            for regression, NC1-4 for classification) inside the jitted loop every this many
+            steps (``Solution.trajectory``).
         throw: raise ``RuntimeError`` with the status message unless the solve succeeded
             (concrete, unbatched calls only).
 
@@ -114,11 +133,16 @@ def solve(
         A :class:`ufm.Solution`. Statuses are values, never exceptions (unless ``throw``), so a
         vmapped sweep reports one status per instance.
 
-    The function is jitted with ``solver``, ``max_steps`` and ``record_every`` static: new
-    lambdas, targets of the same shape, keys or tolerances never recompile.
+    The function is jitted with ``max_steps`` and ``record_every`` static (and the solver's
+    static settings): new lambdas, targets of the same shape, keys, tolerances or an
+    :class:`ufm.OptaxSolver` factory's hyperparameters never recompile. A successful MSE solve
+    with ``d >= n`` is also checked for global optimality (status ``saddle`` otherwise).
     """
-    if not isinstance(problem, RegressionUFM):
-        raise TypeError(f"problem must be a ufm problem (RegressionUFM), got {type(problem)}")
+    if not isinstance(problem, RegressionUFM | ClassificationUFM):
+        raise TypeError(
+            f"problem must be a ufm problem (RegressionUFM, ClassificationUFM), got {type(problem)}"
+        )
+    _check_unbatched(problem)
     solver = resolve_solver(solver, problem)
     solver.check(problem)
     init = _check_init(init, problem)

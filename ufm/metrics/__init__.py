@@ -1,40 +1,44 @@
 """Collapse metrics for any arrays: UFM solutions or a real network's features.
 
 Regression (Andriopoulos et al., NeurIPS 2024): :func:`nrc1`, :func:`nrc2`, :func:`nrc3`,
-:func:`fit_gamma`, :func:`stable_rank`. One instance per call; batch with ``jax.vmap``.
+:func:`fit_gamma`, :func:`stable_rank`. Classification (Papyan, Han, Donoho, PNAS 2020):
+:func:`nc1` ... :func:`nc4`, :func:`etf_distance`, :func:`orthogonal_frame_distance`. One
+instance per call; batch with ``jax.vmap``.
 """
 
-from ._regression import (
-    collapse_target as collapse_target,
+from ._classification import (
+    class_means,
+    etf_distance,
+    nc1,
+    nc2,
+    nc3,
+    nc4,
+    orthogonal_frame_distance,
 )
 from ._regression import (
-    fit_gamma as fit_gamma,
-)
-from ._regression import (
-    nrc1 as nrc1,
-)
-from ._regression import (
-    nrc2 as nrc2,
-)
-from ._regression import (
-    nrc3 as nrc3,
-)
-from ._regression import (
-    principal_basis as principal_basis,
-)
-from ._regression import (
-    stable_rank as stable_rank,
-)
-from ._regression import (
-    target_covariance as target_covariance,
+    collapse_target,
+    fit_gamma,
+    nrc1,
+    nrc2,
+    nrc3,
+    principal_basis,
+    stable_rank,
+    target_covariance,
 )
 
 __all__ = [
+    "class_means",
     "collapse_target",
+    "etf_distance",
     "fit_gamma",
+    "nc1",
+    "nc2",
+    "nc3",
+    "nc4",
     "nrc1",
     "nrc2",
     "nrc3",
+    "orthogonal_frame_distance",
     "principal_basis",
     "stable_rank",
     "target_covariance",

@@ -1,0 +1,269 @@
+r"""Closed-form global optima of the balanced classification UFM, MSE and cross-entropy.
+
+``K`` classes of ``n`` samples each, ``N = K n``; samples first (``H (N, d)``, ``W (K, d)``,
+``b (K,)``); data term averaged over ``N``, feature penalty ``lambda_H/2 ||H||^2`` not divided by
+``N`` (:class:`ufm.ClassificationUFM`). Let ``kappa = K sqrt(n lambda_W lambda_H)``,
+``J = 1 1^T / K`` and ``r = sqrt(n lambda_H / lambda_W)``. Class means ``mu_c`` are uncentred;
+"logits" are the class-mean logits ``L[c] = W mu_c + b`` (a ``K x K`` matrix, row ``c``).
+
+MSE (THEORY.md section 2, master lemma of section 0; derived symbolically in
+:mod:`theory.symbolic_classification`):
+
+* no bias (Tirer & Bruna, ICML 2022, Sec. 3; needs ``d >= K``): an orthogonal frame,
+  ``L = s I`` with ``s = (1 - kappa)_+``, ``W W^T = s r I``, ``mu mu^T = (s / r) I``,
+  self-duality ``W^T = r H-bar``; ``f* = kappa - kappa^2/2`` (``1/2`` when ``kappa >= 1``).
+* free bias (Zhou et al., ICML 2022; needs ``d >= K - 1``): a simplex ETF,
+  ``L = s (I - J) + J``, ``W W^T = s r (I - J)``, ``mu mu^T = (s/r)(I - J)``, ``b = 1/K``,
+  ``f* = ((K-1)/K)(kappa - kappa^2/2)`` (``(K-1)/(2K)`` when ``kappa >= 1``).
+* regularised bias ``lambda_b > 0`` [derived]: ``W W^T = r (s (I - J) + s0 J)`` with
+  ``s0 = (1 - kappa (1 + 1/lambda_b))_+``; ``b = (beta/K) 1`` with ``beta = kappa/lambda_b`` if
+  ``s0 > 0`` else ``1/(1 + lambda_b)``; ``L = s (I - J) + (s0 + beta) J``;
+  ``f* = ((K-1)/K) phi(kappa) + (1/K)[kappa - (kappa^2/2)(1 + 1/lambda_b)]`` if ``s0 > 0`` else
+  ``((K-1)/K) phi(kappa) + lambda_b / (2K (1 + lambda_b))``. A pure ETF iff
+  ``kappa >= lambda_b / (1 + lambda_b)``; the orthogonal frame as ``lambda_b -> inf``.
+
+Cross-entropy (Zhu et al., NeurIPS 2021, Thm 3.1; THEORY.md section 3; needs ``d >= K - 1``):
+with ``s = sqrt(n lambda_W lambda_H)``, the logit scale ``t`` minimises
+``F(t) = log(1 + (K-1) exp(-K t/(K-1))) + K s t``:
+``t* = ((K-1)/K) log((1 - (K-1) s)/s)`` if ``K s < 1`` (i.e. ``kappa < 1``), else 0 (the zero
+solution, ``f* = log K``); ``f* = F(t*)``. ``W W^T = t r (K/(K-1)) (I - J)`` (simplex ETF),
+``mu mu^T = W W^T / r^2`` (self-duality), ``L = t (K/(K-1)) (I - J)``, ``b = 0`` when regularised
+or absent, any multiple of ``1`` when free (:func:`ce_scale_root` finds ``t*`` numerically).
+
+Zero regularisation: MSE with ``d >= K`` has interpolating minimisers with free within-class
+spread in the null space of ``W`` (no collapse); cross-entropy has no minimiser (the loss tends to
+0 as the norms diverge). :func:`zero_regularisation_check` shows both numerically.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import ufm
+from ufm._validate import is_concrete
+
+
+class ClassificationOptimum(NamedTuple):
+    """Closed-form optimum of a balanced classification UFM (``K x K`` Grams, samples first).
+
+    Attributes:
+        WWT: ``W W^T``. class_mean_gram: ``mu mu^T`` of the uncentred class means.
+        logits: class-mean logits ``W mu_c + b`` (row ``c``). bias: ``b`` (``0`` for CE with a
+        free bias, whose optimal ``b`` is any multiple of ``1``). loss: optimal value.
+        scale: ``s`` (MSE) or ``t*`` (CE). kappa: ``K sqrt(n lambda_W lambda_H)``.
+        zero: whether ``W = H = 0`` is optimal.
+    """
+
+    WWT: jax.Array
+    class_mean_gram: jax.Array
+    logits: jax.Array
+    bias: jax.Array
+    loss: jax.Array
+    scale: jax.Array
+    kappa: jax.Array
+    zero: jax.Array
+
+
+def _phi(kappa):
+    return jnp.where(kappa < 1, kappa - kappa**2 / 2, 0.5)
+
+
+def ce_scale(K: int, s):
+    """Closed-form ``t*`` of the CE scalar problem (0 when ``K s >= 1``)."""
+    s = jnp.asarray(s)
+    inside = (1 - (K - 1) * s) / jnp.where(s > 0, s, 1.0)
+    return jnp.where(K * s < 1, (K - 1) / K * jnp.log(jnp.where(K * s < 1, inside, 1.0)), 0.0)
+
+
+def ce_objective(t, K: int, s):
+    """``F(t) = log(1 + (K-1) exp(-K t/(K-1))) + K s t``."""
+    return jnp.log1p((K - 1) * jnp.exp(-K * t / (K - 1))) + K * s * t
+
+
+def ce_scale_root(K: int, s, iters: int = 200):
+    """``t*`` by bisection on ``F'(t) = K s - K/(exp(K t/(K-1)) + K - 1)`` (an independent check
+    of :func:`ce_scale`); ``F`` is convex, so the root is bracketed by ``[0, t_hi]``."""
+    s = jnp.asarray(s, dtype=jnp.result_type(float))
+
+    def dF(t):
+        return K * s - K / (jnp.exp(K * t / (K - 1)) + K - 1)
+
+    hi = jnp.asarray(1.0, s.dtype)
+    hi = jax.lax.while_loop(lambda h: dF(h) < 0, lambda h: 2 * h, hi)
+
+    def body(_, lohi):
+        lo, hi = lohi
+        mid = 0.5 * (lo + hi)
+        neg = dF(mid) < 0
+        return jnp.where(neg, mid, lo), jnp.where(neg, hi, mid)
+
+    lo, hi = jax.lax.fori_loop(0, iters, body, (jnp.zeros_like(hi), hi))
+    return jnp.where(dF(0.0) >= 0, 0.0, 0.5 * (lo + hi))
+
+
+def optimum(
+    num_classes: int,
+    per_class: int,
+    lambda_H,
+    lambda_W,
+    loss: str = "mse",
+    bias="none",
+    dtype=None,
+) -> ClassificationOptimum:
+    """The closed-form optimum for ``K = num_classes`` balanced classes of ``n = per_class``
+    samples (see the module docstring for every regime). ``lambda_H, lambda_W > 0``."""
+    K, n = num_classes, per_class
+    if not isinstance(K, int) or K < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {K!r}")
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"per_class must be an int >= 1, got {n!r}")
+    if loss not in ("mse", "ce"):
+        raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}")
+    dt = jnp.result_type(float) if dtype is None else dtype
+    lH = jnp.asarray(lambda_H, dt)
+    lW = jnp.asarray(lambda_W, dt)
+    for name, v in (("lambda_H", lH), ("lambda_W", lW)):
+        if is_concrete(v) and not float(v) > 0:
+            raise ValueError(f"{name} must be > 0 for a closed-form optimum, got {float(v)}")
+    if isinstance(bias, str):
+        if bias not in ("none", "free"):
+            raise ValueError(f"bias must be 'none', 'free' or lambda_b >= 0, got {bias!r}")
+        mode, lb = bias, jnp.zeros((), dt)
+    else:
+        mode, lb = "reg", jnp.asarray(bias, dt)
+    eye = jnp.eye(K, dtype=dt)
+    Jm = jnp.full((K, K), 1.0 / K, dt)
+    C = eye - Jm
+    kappa = K * jnp.sqrt(n * lW * lH)
+    r = jnp.sqrt(n * lH / lW)
+    zero_b = jnp.zeros((K,), dt)
+    if loss == "ce":
+        s = kappa / K
+        t = ce_scale(K, s)
+        WWT = t * r * K / (K - 1) * C
+        logits = t * K / (K - 1) * C
+        return ClassificationOptimum(
+            WWT, WWT / r**2, logits, zero_b, ce_objective(t, K, s), t, kappa, kappa >= 1
+        )
+    s = jnp.maximum(1 - kappa, 0.0)
+    if mode == "none":
+        G, logits, b, f = s * eye, s * eye, zero_b, _phi(kappa)
+        zero = kappa >= 1
+    elif mode == "free" or (mode == "reg" and is_concrete(lb) and float(lb) == 0):
+        G, logits = s * C, s * C + Jm
+        b = jnp.full((K,), 1.0 / K, dt)
+        f = (K - 1) / K * _phi(kappa)
+        zero = kappa >= 1
+    else:
+        lb_safe = jnp.where(lb > 0, lb, 1.0)
+        s0 = jnp.where(lb > 0, jnp.maximum(1 - kappa * (1 + 1 / lb_safe), 0.0), 0.0)
+        beta = jnp.where(s0 > 0, kappa / lb_safe, 1 / (1 + lb))
+        G = s * C + s0 * Jm
+        logits = s * C + (s0 + beta) * Jm
+        b = jnp.full((K,), 1.0, dt) * beta / K
+        mean_part = jnp.where(s0 > 0, kappa - kappa**2 / 2 * (1 + 1 / lb_safe), lb / (2 * (1 + lb)))
+        f = (K - 1) / K * _phi(kappa) + mean_part / K
+        zero = (kappa >= 1) & (s0 <= 0)
+    return ClassificationOptimum(r * G, G / r, logits, b, f, s, kappa, zero)
+
+
+def balanced_sizes(problem: ufm.ClassificationUFM) -> int:
+    """``n`` if every class has ``n`` samples (concrete labels), else a ``ValueError``."""
+    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+    if not np.all(counts == counts[0]):
+        raise ValueError(
+            f"the closed forms need balanced classes; class sizes are {counts.tolist()}"
+        )
+    return int(counts[0])
+
+
+def optimum_of(problem: ufm.ClassificationUFM) -> ClassificationOptimum:
+    """:func:`optimum` for a balanced :class:`ufm.ClassificationUFM`."""
+    bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
+    return optimum(
+        problem.num_classes,
+        balanced_sizes(problem),
+        problem.lambda_H,
+        problem.lambda_W,
+        problem.loss,
+        bias,
+        problem.dtype,
+    )
+
+
+def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
+    """``[0]*n + [1]*n + ... + [K-1]*n`` (int32)."""
+    return np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
+
+
+# ---------------------------------------------------------------------------------------------
+# Zero regularisation
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationZeroCheck:
+    """Outcome of :func:`zero_regularisation_check` (numpy arrays).
+
+    MSE: ``loss`` ~ 0 and ``nc1`` bounded away from 0 (within-class spread survives in the null
+    space of ``W``). CE: ``loss`` decreasing and ``norm`` (``||W||`` + ``||H||``) growing
+    without bound along the run (recorded at ``steps``), so no minimiser exists.
+    """
+
+    loss: np.ndarray
+    nc1: np.ndarray
+    norm: np.ndarray
+    steps: np.ndarray
+
+
+def zero_regularisation_check(
+    num_classes: int,
+    per_class: int,
+    feature_dim: int,
+    loss: str,
+    *,
+    key=None,
+    init_scale: float = 1.0,
+    budgets=(100, 1000, 10000),
+) -> ClassificationZeroCheck:
+    """Solve the bias-free classification UFM at ``lambda_H = lambda_W = 0``.
+
+    MSE: preconditioned L-BFGS from a random init with ``H, W ~ N(0, init_scale^2)``; reports the
+    final loss and NC1 (one entry). CE: gradient descent (optax.sgd, lr 1) for each budget in
+    ``budgets``; reports loss, NC1 and ``||W|| + ||H||`` after each budget.
+    """
+    K, n = num_classes, per_class
+    labels = balanced_labels(K, n)
+    key = jax.random.PRNGKey(0) if key is None else key
+    p = ufm.ClassificationUFM(labels, K, 0.0, 0.0, feature_dim, loss=loss, bias="none")
+    init = ufm.Params(*(x * init_scale / 0.1 for x in p.default_init(key)))
+    if loss == "mse":
+        sol = ufm.solve(p, "lbfgs", init=init, max_steps=5000, atol=1e-12)
+        H, W, b = sol.params
+        return ClassificationZeroCheck(
+            np.array([float(sol.loss)]),
+            np.array([float(ufm.metrics.nc1(H, labels, K))]),
+            np.array([float(jnp.linalg.norm(W) + jnp.linalg.norm(H))]),
+            np.array([int(sol.num_steps)]),
+        )
+    import optax
+
+    out = []
+    for steps in budgets:
+        sol = ufm.solve(p, optax.sgd(1.0), init=init, max_steps=steps, rtol=0.0, atol=0.0)
+        H, W, b = sol.params
+        out.append(
+            (
+                float(sol.loss),
+                float(ufm.metrics.nc1(H, labels, K)),
+                float(jnp.linalg.norm(W) + jnp.linalg.norm(H)),
+                int(sol.num_steps),
+            )
+        )
+    arr = np.array(out)
+    return ClassificationZeroCheck(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3].astype(int))

@@ -1,0 +1,233 @@
+"""The classification UFM with MSE or cross-entropy loss (Tirer & Bruna 2022; Zhu et al. 2021)."""
+
+from __future__ import annotations
+
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from . import metrics
+from ._problem import Params, random_params
+from ._validate import check_nonnegative_scalar, float_array, is_concrete
+
+LOSSES = ("mse", "ce")
+
+
+@jax.tree_util.register_pytree_node_class
+class ClassificationUFM:
+    r"""Classification UFM: ``N`` samples with integer labels in ``[0, K)``.
+
+    Samples first: features ``H (N, d)``, classifier ``W (K, d)``, bias ``b (K,)``, logits
+    ``z_i = W h_i + b``. The objectives (THEORY.md sections 2 and 3; the data term is averaged
+    over ``N``, the feature penalty is *not* divided by ``N``):
+
+    * ``loss="mse"`` (Tirer & Bruna, ICML 2022; Zhou et al., ICML 2022), one-hot targets ``Y``::
+
+          L = 1/(2N) ||H W^T + 1 b^T - Y||_F^2 + lambda_H/2 ||H||_F^2 + lambda_W/2 ||W||_F^2
+              [+ lambda_b/2 ||b||^2]
+
+    * ``loss="ce"`` (Zhu et al., NeurIPS 2021)::
+
+          L = (1/N) sum_i [log sum_j exp(z_ij) - z_{i, y_i}] + lambda_H/2 ||H||_F^2
+              + lambda_W/2 ||W||_F^2 [+ lambda_b/2 ||b||^2]
+
+    ``bias="none"`` (no ``b``), ``"free"`` (unregularised ``b``) or a number ``lambda_b >= 0``
+    (regularised ``b``; a traced value under ``jax.vmap``). Balanced and imbalanced classes are
+    both accepted; every class needs at least one sample. Conventions that divide the feature
+    penalty by ``N`` map to this one with ``lambda_H = lambda_H' / N``
+    (:func:`ufm.convert_lambdas`, convention ``"andriopoulos2024"`` read backwards, or simply
+    divide).
+
+    Args:
+        labels: integer array ``(N,)``.
+        num_classes: ``K >= 2``.
+        lambda_H, lambda_W: scalars >= 0.
+        feature_dim: ``d >= 1``; the theorems need ``d >= K`` (MSE, no bias) or ``d >= K - 1``
+            (otherwise): smaller ``d`` warns and still solves.
+        loss: ``"mse"`` or ``"ce"``.
+        bias: ``"none"``, ``"free"`` or ``lambda_b``.
+        dtype: floating dtype of the variables (default: JAX's default float).
+    """
+
+    def __init__(
+        self,
+        labels,
+        num_classes: int,
+        lambda_H,
+        lambda_W,
+        feature_dim: int,
+        loss: str = "mse",
+        bias="none",
+        dtype=None,
+    ):
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
+            raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
+        K = int(num_classes)
+        labels = jnp.asarray(labels)
+        if labels.ndim != 1:
+            raise ValueError(
+                f"labels must be a 1-D integer array of shape (N,), got {labels.shape}"
+            )
+        if not jnp.issubdtype(labels.dtype, jnp.integer):
+            raise TypeError(f"labels must be integers in [0, {K}), got dtype {labels.dtype}")
+        if labels.shape[0] < 2:
+            raise ValueError(f"labels must hold at least N = 2 samples, got {labels.shape[0]}")
+        if is_concrete(labels):
+            lab = np.asarray(labels)
+            if lab.min() < 0 or lab.max() >= K:
+                raise ValueError(
+                    f"labels must lie in [0, num_classes) = [0, {K}), got values in "
+                    f"[{lab.min()}, {lab.max()}]"
+                )
+            empty = np.setdiff1d(np.arange(K), lab)
+            if empty.size:
+                raise ValueError(
+                    f"every class needs at least one sample: classes {empty.tolist()} of "
+                    f"num_classes = {K} have none in labels"
+                )
+        if loss not in LOSSES:
+            raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+        dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
+        if not jnp.issubdtype(dtype, jnp.floating):
+            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
+        lambda_H = float_array(lambda_H, "lambda_H", dtype)
+        lambda_W = float_array(lambda_W, "lambda_W", dtype)
+        check_nonnegative_scalar(lambda_H, "lambda_H")
+        check_nonnegative_scalar(lambda_W, "lambda_W")
+        if isinstance(bias, str):
+            if bias not in ("none", "free"):
+                raise ValueError(
+                    f"bias must be 'none', 'free' or a number lambda_b >= 0, got {bias!r}"
+                )
+            mode, lambda_b = bias, jnp.zeros((), dtype)
+        else:
+            mode = "reg"
+            lambda_b = float_array(bias, "bias (lambda_b)", dtype)
+            check_nonnegative_scalar(lambda_b, "bias (lambda_b)")
+        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int | np.integer):
+            raise TypeError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
+        if feature_dim < 1:
+            raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim}")
+        need = K if (loss == "mse" and mode == "none") else K - 1
+        if feature_dim < need:
+            warnings.warn(
+                f"feature_dim = {feature_dim} < {need}: the closed-form optima of "
+                f"theory.classification assume feature_dim >= {need} for loss={loss!r}, "
+                f"bias={mode!r}; solving anyway",
+                UserWarning,
+                stacklevel=2,
+            )
+        self.labels = labels.astype(jnp.int32)
+        self.lambda_H, self.lambda_W, self.lambda_b = lambda_H, lambda_W, lambda_b
+        self.num_classes, self.feature_dim = K, int(feature_dim)
+        self.loss, self.bias_mode = loss, mode
+
+    # -- pytree ----------------------------------------------------------------------------
+    def tree_flatten(self):
+        children = (self.labels, self.lambda_H, self.lambda_W, self.lambda_b)
+        return children, (self.num_classes, self.feature_dim, self.loss, self.bias_mode)
+
+    @classmethod
+    def tree_unflatten(cls, aux, children):
+        obj = object.__new__(cls)
+        obj.labels, obj.lambda_H, obj.lambda_W, obj.lambda_b = children
+        obj.num_classes, obj.feature_dim, obj.loss, obj.bias_mode = aux
+        return obj
+
+    def __repr__(self) -> str:
+        lb = f", lambda_b={self.lambda_b}" if self.bias_mode == "reg" else ""
+        return (
+            f"ClassificationUFM(N={self.num_samples}, K={self.num_classes}, "
+            f"feature_dim={self.feature_dim}, loss={self.loss!r}, bias={self.bias_mode!r}, "
+            f"lambda_H={self.lambda_H}, lambda_W={self.lambda_W}{lb}, dtype={self.dtype})"
+        )
+
+    # -- sizes -----------------------------------------------------------------------------
+    @property
+    def num_samples(self) -> int:
+        return self.labels.shape[-1]
+
+    @property
+    def target_dim(self) -> int:
+        """``K`` (the number of outputs)."""
+        return self.num_classes
+
+    @property
+    def dtype(self):
+        return self.lambda_H.dtype
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias_mode != "none"
+
+    @property
+    def is_mse(self) -> bool:
+        return self.loss == "mse"
+
+    @property
+    def targets(self) -> jax.Array:
+        """One-hot targets ``Y (N, K)``."""
+        return jax.nn.one_hot(self.labels, self.num_classes, dtype=self.dtype)
+
+    # -- the objective ---------------------------------------------------------------------
+    def objective(self, params: Params) -> jax.Array:
+        """The objective of the class docstring (a scalar)."""
+        H, W, b = params
+        N = self.num_samples
+        Z = H @ W.T
+        if self.has_bias:
+            Z = Z + b
+        if self.loss == "mse":
+            data = 0.5 / N * jnp.sum((Z - self.targets) ** 2)
+        else:
+            picked = jnp.take_along_axis(Z, self.labels[:, None], axis=1)[:, 0]
+            data = jnp.mean(jax.nn.logsumexp(Z, axis=1) - picked)
+        val = data + 0.5 * self.lambda_H * jnp.sum(H**2) + 0.5 * self.lambda_W * jnp.sum(W**2)
+        if self.bias_mode == "reg":
+            val = val + 0.5 * self.lambda_b * jnp.sum(b**2)
+        return val
+
+    def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
+        """``H, W ~ N(0, scale^2)`` entrywise, ``b = 0`` (the published direct-UFM protocol)."""
+        return random_params(
+            key, self.num_samples, self.num_classes, self.feature_dim, self.dtype, scale
+        )
+
+    def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
+        """``(sqrt(N), sqrt(N))``: with the feature penalty not divided by ``N``, the curvature of
+        both the feature block (``||W||^2/N + lambda_H``) and the weight block
+        (``||H||^2/N^2 ... + lambda_W``) is ``O(1/N)`` next to the bias block's ``O(1)``;
+        optimising ``H / sqrt(N)`` and ``W / sqrt(N)`` puts all three at ``O(1)``."""
+        s = jnp.sqrt(jnp.asarray(self.num_samples, self.dtype))
+        return s, s
+
+    def mse_data(self):
+        """The exact solver's view (MSE only): one-hot targets, ridge ``rho = N lambda_H``."""
+        from ._exact import MSEData
+
+        if self.loss != "mse":
+            raise TypeError("the exact solver needs loss='mse'")
+        return MSEData(
+            self.targets,
+            self.num_samples * self.lambda_H,
+            self.lambda_W,
+            self.lambda_b,
+            self.bias_mode,
+        )
+
+    def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
+        """NC1, NC2 (ETF distance of the centred class means), NC3 (with the uncentred class
+        means: the self-duality ``W^T ∝ H-bar`` of every UFM optimum, including the bias-free
+        MSE orthogonal frame and the regularised-bias mixture), NC4."""
+        H, W, b = params
+        K, y = self.num_classes, self.labels
+        return {
+            "nc1": metrics.nc1(H, y, K),
+            "nc2": metrics.nc2(H, W, y, K)["etf_means"],
+            "nc3": metrics.nc3(H, W, y, K, center=False),
+            "nc4": metrics.nc4(H, W, b if self.has_bias else None, y, K).astype(H.dtype),
+        }
