@@ -26,6 +26,22 @@ def test_check_options_and_user_targets(tmp_path, capsys):
     assert main(["check", "--dtype", "float32", "--no-bias", "--M", "300"]) == 0
 
 
+def test_classification_checks(capsys):
+    assert main(["check", "--problem", "ce", "--classes", "3", "--per-class", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "loss = ce" in out and "NC1" in out and "PASS" in out
+    assert main(["check", "--problem", "mse", "--bias", "0.5", "--solver", "lbfgs"]) == 0
+    assert main(["check", "--problem", "mse", "--bias", "none", "--dtype", "float32"]) == 0
+
+
+def test_check_all_runs_every_problem_kind(capsys):
+    assert main(["check", "--all", "--M", "200", "--per-class", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "7 of 7 problem kinds pass" in out
+    for kind in ("loss = mse, bias = none", "loss = mse, bias = 1.0", "loss = ce, bias = free"):
+        assert kind in out
+
+
 def test_check_fails_when_solver_stops_early(capsys):
     assert main(["check", "--solver", "lbfgs", "--max-steps", "2"]) == 1
     assert "FAIL" in capsys.readouterr().out
@@ -38,6 +54,8 @@ def test_check_fails_when_solver_stops_early(capsys):
         (["check", "--solver", "newton"], "--solver must be one of"),
         (["check", "--d", "0"], "feature_dim must be an int >= 1"),
         (["check", "--targets", "/nonexistent.npy"], "--targets: cannot read"),
+        (["check", "--problem", "ce", "--bias", "maybe"], "--bias must be none, free or a number"),
+        (["check", "--problem", "ce", "--classes", "1"], "--classes must be >= 2"),
     ],
 )
 def test_bad_arguments_exit_2(args, message, capsys):

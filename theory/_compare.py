@@ -194,7 +194,12 @@ def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationU
             jnp.linalg.norm(G - opt.class_mean_gram), jnp.linalg.norm(opt.class_mean_gram), one / r
         ),
         "logits": _rel(jnp.linalg.norm(logits - opt.logits), jnp.linalg.norm(opt.logits), one),
-        "bias": _rel(jnp.linalg.norm(b_sol - b_ref), jnp.linalg.norm(b_ref), one),
+        # b is in logit units: where the closed form's b is 0, divide by the logits' size.
+        "bias": _rel(
+            jnp.linalg.norm(b_sol - b_ref),
+            jnp.linalg.norm(b_ref),
+            jnp.maximum(jnp.linalg.norm(opt.logits) / np.sqrt(K), one),
+        ),
         "loss": (solution.loss - opt.loss) / jnp.abs(opt.loss),
     }
     if not problem.has_bias:

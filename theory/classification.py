@@ -230,12 +230,14 @@ def zero_regularisation_check(
     key=None,
     init_scale: float = 1.0,
     budgets=(100, 1000, 10000),
+    lr: float = 0.5,
 ) -> ClassificationZeroCheck:
     """Solve the bias-free classification UFM at ``lambda_H = lambda_W = 0``.
 
     MSE: preconditioned L-BFGS from a random init with ``H, W ~ N(0, init_scale^2)``; reports the
-    final loss and NC1 (one entry). CE: gradient descent (optax.sgd, lr 1) for each budget in
-    ``budgets``; reports loss, NC1 and ``||W|| + ||H||`` after each budget.
+    final loss and NC1 (one entry). CE: plain gradient descent on the objective as written
+    (``optax.sgd(lr)``, no preconditioning) for each budget in ``budgets``; reports loss, NC1 and
+    ``||W|| + ||H||`` after each budget.
     """
     K, n = num_classes, per_class
     labels = balanced_labels(K, n)
@@ -255,7 +257,8 @@ def zero_regularisation_check(
 
     out = []
     for steps in budgets:
-        sol = ufm.solve(p, optax.sgd(1.0), init=init, max_steps=steps, rtol=0.0, atol=0.0)
+        gd = ufm.OptaxSolver(optax.sgd(lr), precondition=False)
+        sol = ufm.solve(p, gd, init=init, max_steps=steps, rtol=0.0, atol=0.0)
         H, W, b = sol.params
         out.append(
             (

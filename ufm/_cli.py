@@ -30,36 +30,65 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     c = sub.add_parser(
         "check",
-        help="solve a regression UFM and compare it with the closed form",
+        help="solve a UFM and compare it with the closed form",
         description=(
-            "Solve a regression UFM (default: a built-in random instance with a fixed seed) and "
-            "print the closed form against the numerical solution. Exits 1 on disagreement."
+            "Solve a UFM (default: a regression instance with a random covariance and a fixed "
+            "seed) and print the closed form against the numerical solution. Exits 1 on "
+            "disagreement."
         ),
     )
-    c.add_argument("--n", type=int, default=DEFAULTS["n"], help="target dimension (default 3)")
-    c.add_argument("--d", type=int, default=DEFAULTS["d"], help="feature dimension (default 32)")
-    c.add_argument("--M", type=int, default=DEFAULTS["M"], help="samples (default 1000)")
-    c.add_argument("--lambda-H", type=float, default=DEFAULTS["lambda_H"], dest="lambda_H")
-    c.add_argument("--lambda-W", type=float, default=DEFAULTS["lambda_W"], dest="lambda_W")
-    c.add_argument("--no-bias", action="store_true", help="model without the bias b")
     c.add_argument(
-        "--solver", default="exact", help="exact (default) | lbfgs | gd | momentum | adam"
+        "--problem",
+        choices=("regression", "mse", "ce"),
+        default="regression",
+        help="regression (default), or classification with MSE or cross-entropy loss",
+    )
+    c.add_argument("--all", action="store_true", help="run every problem kind and bias mode")
+    c.add_argument("--n", type=int, default=DEFAULTS["n"], help="regression target dimension (3)")
+    c.add_argument("--M", type=int, default=DEFAULTS["M"], help="regression samples (1000)")
+    c.add_argument("--classes", type=int, default=4, help="classification: K (default 4)")
+    c.add_argument("--per-class", type=int, default=25, dest="per_class", help="samples per class")
+    c.add_argument("--d", type=int, default=None, help="feature dimension (32; K + 4 for classes)")
+    c.add_argument(
+        "--lambda-H",
+        type=float,
+        default=None,
+        dest="lambda_H",
+        help="default 0.1 (regression), 5e-3 (classification)",
+    )
+    c.add_argument(
+        "--lambda-W",
+        type=float,
+        default=None,
+        dest="lambda_W",
+        help="default 0.1 (regression), 5e-3 (classification)",
+    )
+    c.add_argument("--no-bias", action="store_true", help="regression model without the bias b")
+    c.add_argument(
+        "--bias",
+        default="free",
+        help="classification bias: none | free (default) | lambda_b (a number)",
+    )
+    c.add_argument(
+        "--solver",
+        default=None,
+        help="exact (default for MSE) | lbfgs (default for CE) | gd | momentum | adam",
     )
     c.add_argument("--lr", type=float, default=None, help="learning rate for gd/momentum/adam")
     c.add_argument("--max-steps", type=int, default=None, dest="max_steps")
     c.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="data and init seed")
     c.add_argument("--dtype", choices=("float64", "float32"), default="float64")
-    c.add_argument("--targets", default=None, help="use targets from a .npy file of shape (M, n)")
+    c.add_argument("--targets", default=None, help="regression targets from a .npy file (M, n)")
     c.add_argument(
         "--tol", type=float, default=None, help="pass threshold (default 1e-6; 1e-4 in float32)"
     )
     return p
 
 
-def _solver(name: str, lr: float | None):
+def _solver(name: str | None, lr: float | None):
     import optax
 
-    if name in ("exact", "lbfgs"):
+    if name is None or name in ("exact", "lbfgs"):
         if lr is not None:
             raise ValueError(f"--lr applies to gd, momentum and adam, not to --solver {name}")
         return name
@@ -73,14 +102,18 @@ def _solver(name: str, lr: float | None):
     return makers[name](0.1 if lr is None else lr)
 
 
-def check(args) -> int:
-    import jax
+def _bias(text: str):
+    if text in ("none", "free"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(
+            f"--bias must be none, free or a number lambda_b >= 0, got {text!r}"
+        ) from None
 
-    if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    import theory
-    import ufm
 
+def _regression(args, ufm):
     if args.targets is not None:
         try:
             Y = np.load(args.targets)
@@ -94,34 +127,89 @@ def check(args) -> int:
         Y = default_targets(args.n, args.M, args.seed)
         source = f"built-in random instance (seed {args.seed})"
     Y = np.asarray(Y, dtype=args.dtype)
-    solver = _solver(args.solver, args.lr)
-    problem = ufm.RegressionUFM(Y, args.lambda_H, args.lambda_W, args.d, bias=not args.no_bias)
-    tol = TOL[args.dtype] if args.tol is None else args.tol
+    lH = DEFAULTS["lambda_H"] if args.lambda_H is None else args.lambda_H
+    lW = DEFAULTS["lambda_W"] if args.lambda_W is None else args.lambda_W
+    d = 32 if args.d is None else args.d
+    problem = ufm.RegressionUFM(Y, lH, lW, d, bias=not args.no_bias)
     M, n = Y.shape
-    print(
-        f"ufm check: regression UFM, {source}\n"
-        f"  M = {M}, n = {n}, d = {args.d}, lambda_H = {args.lambda_H:g}, "
-        f"lambda_W = {args.lambda_W:g}, bias = {not args.no_bias}, {args.dtype}, "
-        f"solver = {args.solver}"
+    desc = (
+        f"regression UFM, {source}\n  M = {M}, n = {n}, d = {d}, lambda_H = {lH:g}, "
+        f"lambda_W = {lW:g}, bias = {not args.no_bias}, {args.dtype}"
     )
+    return problem, desc
+
+
+def _classification(args, ufm, loss, bias):
+    import theory
+
+    K, n = args.classes, args.per_class
+    if K < 2 or n < 1:
+        raise ValueError(f"--classes must be >= 2 and --per-class >= 1, got {K}, {n}")
+    lH = 5e-3 if args.lambda_H is None else args.lambda_H
+    lW = 5e-3 if args.lambda_W is None else args.lambda_W
+    d = K + 4 if args.d is None else args.d
+    labels = theory.classification.balanced_labels(K, n)
+    problem = ufm.ClassificationUFM(labels, K, lH, lW, d, loss=loss, bias=bias, dtype=args.dtype)
+    kappa = K * np.sqrt(n * lW * lH)
+    desc = (
+        f"classification UFM, loss = {loss}, bias = {bias}, K = {K} balanced classes of "
+        f"n = {n}\n  d = {d}, lambda_H = {lH:g}, lambda_W = {lW:g}, "
+        f"kappa = K sqrt(n lambda_W lambda_H) = {kappa:.4g}, {args.dtype}"
+    )
+    return problem, desc
+
+
+def _run(problem, desc, args) -> int:
+    import jax
+
+    import theory
+    import ufm
+
+    solver = _solver(args.solver, args.lr)
+    tol = TOL[args.dtype] if args.tol is None else args.tol
+    name = args.solver or ("exact" if problem.is_mse else "lbfgs")
+    print(f"ufm check: {desc}, solver = {name}")
     t0 = time.perf_counter()
     sol = ufm.solve(problem, solver, key=jax.random.PRNGKey(args.seed), max_steps=args.max_steps)
     jax.block_until_ready(sol)
     elapsed = time.perf_counter() - t0
     cmp = theory.compare(sol, problem)
-    opt = theory.regression.optimum_of(problem)
-    eig = ", ".join(f"{v:.4g}" for v in np.asarray(opt.eigenvalues))
-    print(f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {float(opt.c):.4g}")
+    if isinstance(problem, ufm.RegressionUFM):
+        opt = theory.regression.optimum_of(problem)
+        eig = ", ".join(f"{v:.4g}" for v in np.asarray(opt.eigenvalues))
+        print(f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {float(opt.c):.4g}")
     print(f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compilation)\n")
     print(cmp.table(tol))
     ok = cmp.passed(tol)
     print(
-        f"\n{'PASS' if ok else 'FAIL'}: closed form and solver agree within {tol:g}"
+        f"\nPASS: closed form and solver agree within {tol:g}\n"
         if ok
         else f"\nFAIL: closed form and solver disagree beyond {tol:g} "
-        f"({sol.message if cmp.status != 'successful' else 'see the table'})"
+        f"({sol.message if cmp.status != 'successful' else 'see the table'})\n"
     )
     return 0 if ok else 1
+
+
+def check(args) -> int:
+    import jax
+
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    import ufm
+
+    if args.all:
+        runs = [_regression(args, ufm)]
+        for loss in ("mse", "ce"):
+            for bias in ("none", "free", 1.0):
+                runs.append(_classification(args, ufm, loss, bias))
+    elif args.problem == "regression":
+        runs = [_regression(args, ufm)]
+    else:
+        runs = [_classification(args, ufm, args.problem, _bias(args.bias))]
+    codes = [_run(problem, desc, args) for problem, desc in runs]
+    if len(codes) > 1:
+        print(f"ufm check --all: {codes.count(0)} of {len(codes)} problem kinds pass")
+    return max(codes)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,194 @@
+"""Classification UFM (MSE with no/free/regularised bias, cross-entropy) against the closed
+forms of theory.classification; NC metrics; statuses; bad input."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import theory
+import ufm
+from theory import classification as tc
+
+
+def _lam_for_kappa(kappa, K, n, ratio=1.0):
+    """``(lambda_H, lambda_W)`` with ``K sqrt(n lambda_W lambda_H) = kappa`` and the given
+    ``lambda_H / lambda_W``."""
+    c = (kappa / K) ** 2 / n  # lambda_W lambda_H
+    lW = np.sqrt(c / ratio)
+    return ratio * lW, lW
+
+
+@st.composite
+def problems(draw, losses=("mse", "ce")):
+    K = draw(st.integers(2, 5))
+    n = draw(st.integers(1, 5))
+    loss = draw(st.sampled_from(losses))
+    bias = draw(st.sampled_from(["none", "free", 0.3, 4.0]))
+    need = K if (loss == "mse" and bias == "none") else K - 1
+    d = draw(st.integers(max(need, 1), need + 3))
+    # kappa away from the thresholds 1 and (for a regularised bias) lambda_b / (1 + lambda_b).
+    kappa = draw(st.sampled_from([0.05, 0.15, 0.5, 0.85, 1.6]))
+    ratio = draw(st.sampled_from([0.25, 1.0, 4.0]))
+    lH, lW = _lam_for_kappa(kappa, K, n, ratio)
+    return ufm.ClassificationUFM(tc.balanced_labels(K, n), K, lH, lW, d, loss=loss, bias=bias)
+
+
+@given(problems())
+def test_default_solver_matches_closed_form(p):
+    sol = ufm.solve(p)
+    cmp = theory.compare(sol, p)
+    assert cmp.passed(1e-6), f"{p}\n{cmp.table(1e-6)}"
+
+
+@given(problems(losses=("mse",)))
+def test_lbfgs_all_variables_matches_closed_form_mse(p):
+    sol = ufm.solve(p, "lbfgs", key=jax.random.PRNGKey(1))
+    cmp = theory.compare(sol, p)
+    assert cmp.passed(1e-6), f"{p}\n{cmp.table(1e-6)}"
+
+
+def test_regularised_bias_interpolates_between_frame_and_etf():
+    K, n = 4, 5
+    y = tc.balanced_labels(K, n)
+    kappa = 0.2
+    lH, lW = _lam_for_kappa(kappa, K, n)
+    for lb, etf in ((0.1, True), (1.0, False), (1e4, False)):  # ETF iff kappa >= lb/(1+lb)
+        p = ufm.ClassificationUFM(y, K, lH, lW, 6, bias=lb)
+        sol = ufm.solve(p)
+        assert theory.compare(sol, p).passed(1e-6)
+        WWT = sol.params.W @ sol.params.W.T
+        mean_dir = float(jnp.sum(WWT)) / K  # 1^T W W^T 1 / K: 0 for an ETF
+        assert (abs(mean_dir) < 1e-8) == etf
+    # lambda_b -> inf: the orthogonal frame of the bias-free model.
+    big = ufm.ClassificationUFM(y, K, lH, lW, 6, bias=1e8)
+    frame = ufm.ClassificationUFM(y, K, lH, lW, 6, bias="none")
+    Wb, Wf = ufm.solve(big).params.W, ufm.solve(frame).params.W
+    np.testing.assert_allclose(Wb @ Wb.T, Wf @ Wf.T, atol=1e-6)
+
+
+def test_cross_entropy_scale_closed_form_and_root_finder_agree():
+    for K in (2, 3, 7):
+        for s in (1e-4, 0.01, 0.1, 0.99 / K, 1.0 / K, 0.5):
+            t_closed = float(tc.ce_scale(K, s))
+            t_root = float(tc.ce_scale_root(K, s))
+            assert t_closed == pytest.approx(t_root, rel=1e-10, abs=1e-12)
+            # t* minimises F: no grid point does better.
+            grid = np.linspace(0, max(3 * t_closed, 1.0), 20001)
+            F = np.asarray(tc.ce_objective(jnp.asarray(grid), K, s))
+            assert float(tc.ce_objective(t_closed, K, s)) <= F.min() + 1e-12
+
+
+def test_zero_solution_above_threshold():
+    K, n = 3, 4
+    y = tc.balanced_labels(K, n)
+    for loss, f0 in (("mse", 0.5), ("ce", np.log(3))):
+        lH, lW = _lam_for_kappa(1.5, K, n)
+        p = ufm.ClassificationUFM(y, K, lH, lW, 4, loss=loss)
+        opt = tc.optimum_of(p)
+        assert bool(opt.zero) and float(opt.loss) == pytest.approx(f0, rel=1e-12)
+        sol = ufm.solve(p, "lbfgs")
+        assert float(jnp.linalg.norm(sol.params.W)) < 1e-5
+        assert theory.compare(sol, p).passed(1e-6)
+
+
+def test_zero_regularisation_mse_interpolates_without_collapse():
+    r = tc.zero_regularisation_check(3, 6, 8, "mse")
+    assert r.loss[0] < 1e-12
+    assert r.nc1[0] > 1e-2  # within-class spread survives in the null space of W
+
+
+def test_zero_regularisation_ce_has_no_minimiser():
+    r = tc.zero_regularisation_check(3, 4, 5, "ce", budgets=(50, 500, 5000))
+    assert np.all(np.diff(r.loss) < 0) and r.loss[-1] < 1e-2
+    assert np.all(np.diff(r.norm) > 0)  # norms keep growing: no finite minimiser
+    # log growth: the norm increases by a similar amount per decade of steps.
+    assert r.norm[-1] - r.norm[-2] > 0.3 * (r.norm[-2] - r.norm[-3])
+
+
+def test_imbalanced_classes_solve_but_have_no_closed_form():
+    y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
+    p = ufm.ClassificationUFM(y, 3, 1e-3, 1e-3, 4, loss="ce", bias="free")
+    sol = ufm.solve(p)
+    assert int(sol.status) == ufm.Status.successful
+    with pytest.raises(ValueError, match="balanced classes; class sizes are \\[4, 2, 3\\]"):
+        tc.optimum_of(p)
+
+
+def test_vmap_over_lambdas_and_keys_compiles_once():
+    y = tc.balanced_labels(3, 4)
+
+    def batch(lams):
+        return ufm.stack([ufm.ClassificationUFM(y, 3, lam, lam, 4, loss="ce") for lam in lams])
+
+    keys = jax.random.split(jax.random.PRNGKey(0), 3)
+    run = jax.vmap(lambda p, k: ufm.solve(p, key=k))
+    run(batch([1e-3, 1e-2, 3e-2]), keys)
+    from test_solve import _CompileCounter
+
+    with _CompileCounter() as c:
+        sols = run(batch([2e-3, 2e-2, 4e-2]), keys)
+        jax.block_until_ready(sols)
+    assert c.count == 0
+    for i, lam in enumerate([2e-3, 2e-2, 4e-2]):
+        opt = tc.optimum(3, 4, lam, lam, "ce")
+        assert float(sols.loss[i]) == pytest.approx(float(opt.loss), rel=1e-10)
+
+
+def test_float32_and_trajectory():
+    y = tc.balanced_labels(4, 5)
+    p = ufm.ClassificationUFM(y, 4, 5e-3, 5e-3, 6, loss="ce", bias="free", dtype=jnp.float32)
+    sol = ufm.solve(p, record_every=5)
+    assert sol.params.H.dtype == jnp.float32 and int(sol.status) == 0
+    assert theory.compare(sol, p).passed(1e-4)
+    tr = sol.trajectory.valid()
+    assert set(tr) == {"step", "loss", "nc1", "nc2", "nc3", "nc4"}
+    assert tr["nc1"][-1] < 1e-6 < tr["nc1"][0]
+
+
+def test_diverging_run_is_nonfinite():
+    y = tc.balanced_labels(3, 4)
+    p = ufm.ClassificationUFM(y, 3, 1e-3, 1e-3, 4, loss="mse", bias="free")
+    sol = ufm.solve(p, optax.sgd(1e4), max_steps=500)
+    assert int(sol.status) == ufm.Status.nonfinite
+
+
+def test_exact_solver_rejects_cross_entropy():
+    p = ufm.ClassificationUFM(tc.balanced_labels(3, 2), 3, 1e-2, 1e-2, 4, loss="ce")
+    with pytest.raises(TypeError, match="the exact solver needs an MSE problem"):
+        ufm.solve(p, "exact")
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        (dict(labels=[0, 1, 3]), ValueError, "labels must lie in \\[0, num_classes\\)"),
+        (dict(labels=[0, -1, 2]), ValueError, "labels must lie in"),
+        (dict(labels=[0, 0, 2]), ValueError, "classes \\[1\\] of num_classes = 3 have none"),
+        (dict(labels=[0.0, 1.0, 2.0]), TypeError, "labels must be integers"),
+        (dict(labels=[[0, 1, 2]]), ValueError, "labels must be a 1-D integer array"),
+        (dict(num_classes=1, labels=[0, 0]), ValueError, "num_classes must be an int >= 2"),
+        (dict(loss="hinge"), ValueError, "loss must be one of \\('mse', 'ce'\\)"),
+        (dict(bias="learned"), ValueError, "bias must be 'none', 'free' or a number"),
+        (dict(bias=-1.0), ValueError, "bias \\(lambda_b\\) must be a finite number >= 0"),
+        (dict(lambda_H=-1e-3), ValueError, "lambda_H must be a finite number >= 0"),
+        (dict(feature_dim=0), ValueError, "feature_dim must be an int >= 1"),
+    ],
+)
+def test_bad_input(kwargs, exc, match):
+    args = dict(labels=[0, 1, 2], num_classes=3, lambda_H=1e-3, lambda_W=1e-3, feature_dim=4)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        ufm.ClassificationUFM(**args)
+
+
+def test_small_feature_dim_warns_and_still_solves():
+    y = tc.balanced_labels(4, 3)
+    with pytest.warns(UserWarning, match="feature_dim = 2 < 3"):
+        p = ufm.ClassificationUFM(y, 4, 1e-3, 1e-3, 2, loss="ce", bias="free")
+    assert np.isfinite(float(ufm.solve(p).loss))
+    with pytest.warns(UserWarning, match="feature_dim = 3 < 4"):
+        ufm.ClassificationUFM(y, 4, 1e-3, 1e-3, 3, loss="mse", bias="none")
