@@ -63,9 +63,10 @@ def timed(fn, repeats=1):
 def exact_w_part(problem, key, rtol, atol):
     """The exact solver's W part only: moments, reduction, L-BFGS over A (n x min(n, d))."""
     solver = ufm.Exact()
-    red, A0 = _exact.setup(problem, key, None)
+    data = problem.mse_data()
+    red, A0 = _exact.setup(data, problem.feature_dim, key, None)
     A, _, _, steps, status, _ = _iterate.iterate(
-        lambda A: _exact.reduced_objective(A, red, problem),
+        lambda A: _exact.reduced_objective(A, red, data),
         solver.optimizer(),
         A0,
         max_steps=solver.default_max_steps,
@@ -136,7 +137,7 @@ def bench_size(M, n, d, lam, seed, ref_budget, use_torch, rows, summary):
         f"momentum (precond., lr={lr:.3g})": ufm.OptaxSolver(optax.sgd(lr, momentum=0.9)),
     }
     for name, solver in solvers.items():
-        max_steps = 20_000 if "momentum" in name else None
+        max_steps = 5_000 if "momentum" in name else None
         ufm.solve(problem, solver, rtol=1e300, max_steps=max_steps)  # compile
         for label, rtol in (("to 1e-6", 1e-7), ("to 1e-8", None)):
             t, s = timed(

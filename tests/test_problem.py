@@ -123,6 +123,23 @@ def test_converted_lambdas_give_proportional_objective(convention):
         assert theirs == pytest.approx(scale * float(ours.objective(ufm.Params(H, W, b))), 1e-12)
 
 
+def test_convert_to_classification_convention():
+    """A paper writing lambda_H'/(2N) ||H||^2 (divided by N) maps to lambda_H = lambda_H'/N."""
+    lH, lW, scale = ufm.convert_lambdas(
+        0.4, 0.2, "andriopoulos2024", num_samples=40, target_dim=4, to="classification"
+    )
+    assert (lH, lW, scale) == (pytest.approx(0.01), pytest.approx(0.2), pytest.approx(1.0))
+    # The objectives agree at a random point.
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 10)
+    H, W, b = rng.normal(size=(40, 5)), rng.normal(size=(4, 5)), rng.normal(size=4)
+    theirs = ufm.RegressionUFM(np.eye(4)[y], 0.4, 0.2, 5).objective(ufm.Params(H, W, b))
+    ours = ufm.ClassificationUFM(y, 4, lH, lW, 5, bias="free").objective(ufm.Params(H, W, b))
+    assert float(theirs) == pytest.approx(scale * float(ours), rel=1e-12)
+    with pytest.raises(ValueError, match="to must be 'regression' or 'classification'"):
+        ufm.convert_lambdas(1, 1, "no_half", num_samples=4, target_dim=2, to="ce")
+
+
 def test_convert_lambdas_known_maps_and_errors():
     assert ufm.convert_lambdas(1e-3, 2e-3, "element_mean", num_samples=10, target_dim=3)[:2] == (
         pytest.approx(3e-3),

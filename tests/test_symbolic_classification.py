@@ -425,3 +425,35 @@ def test_numeric_helper():
         numeric(kappa, kapa=1.0)
     with pytest.raises(ValueError, match="missing"):
         numeric(kappa + lambda_b, kappa=0.5)
+
+
+@pytest.mark.parametrize(
+    "loss, bias, kappa",
+    [
+        ("mse", "none", 0.3),
+        ("mse", "free", 0.7),
+        ("mse", 2.0, 0.2),
+        ("mse", 0.2, 0.6),
+        ("ce", "free", 0.4),
+        ("mse", "none", 1.3),
+    ],
+)
+def test_symbolic_losses_match_theory_classification(loss, bias, kappa):
+    """The sympy-derived optimal values agree with theory.classification's numeric ones."""
+    from theory import classification as tc
+    from theory import symbolic_classification as sc
+
+    K, n = 4, 3
+    lam = kappa / K / np.sqrt(n)  # lambda_H = lambda_W, K sqrt(n lambda^2) = kappa
+    vals = dict(K=K, n=n, lambda_W=lam, lambda_H=lam)
+    if loss == "ce":
+        expr = sc.cross_entropy().loss
+    elif bias == "none":
+        expr = sc.mse_bias_free().loss
+    elif bias == "free":
+        expr = sc.mse_free_bias().loss
+    else:
+        expr = sc.mse_regularised_bias().loss
+        vals["lambda_b"] = bias
+    numeric = float(tc.optimum(K, n, lam, lam, loss, bias).loss)
+    assert sc.numeric(expr, **vals) == pytest.approx(numeric, rel=1e-12)

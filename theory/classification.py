@@ -30,6 +30,14 @@ solution, ``f* = log K``); ``f* = F(t*)``. ``W W^T = t r (K/(K-1)) (I - J)`` (si
 ``mu mu^T = W W^T / r^2`` (self-duality), ``L = t (K/(K-1)) (I - J)``, ``b = 0`` when regularised
 or absent, any multiple of ``1`` when free (:func:`ce_scale_root` finds ``t*`` numerically).
 
+Normalisation. THEORY.md marks the papers' feature-penalty normalisation as recalled. Here the
+numerical solver is the judge: with ``lambda_H/2 ||H||^2`` (not divided by ``N``) the exact
+solver and L-BFGS on all variables reproduce every formula above to 1e-9 or better in every
+regime (``tests/test_classification.py``), and :mod:`theory.symbolic_classification` re-derives
+them from the master lemma. For a paper that divides the feature penalty by ``N``, convert with
+``ufm.convert_lambdas(..., to="classification")`` (``lambda_H = lambda_H' / N``): its threshold
+then reads ``K sqrt(n lambda_W lambda_H' / N) < 1``.
+
 Zero regularisation: MSE with ``d >= K`` has interpolating minimisers with free within-class
 spread in the null space of ``W`` (no collapse); cross-entropy has no minimiser (the loss tends to
 0 as the norms diverge). :func:`zero_regularisation_check` shows both numerically.

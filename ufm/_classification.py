@@ -37,8 +37,7 @@ class ClassificationUFM:
     (regularised ``b``; a traced value under ``jax.vmap``). Balanced and imbalanced classes are
     both accepted; every class needs at least one sample. Conventions that divide the feature
     penalty by ``N`` map to this one with ``lambda_H = lambda_H' / N``
-    (:func:`ufm.convert_lambdas`, convention ``"andriopoulos2024"`` read backwards, or simply
-    divide).
+    (``ufm.convert_lambdas(..., "andriopoulos2024", to="classification")``).
 
     Args:
         labels: integer array ``(N,)``.
@@ -198,10 +197,14 @@ class ClassificationUFM:
         )
 
     def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
-        """``(sqrt(N), sqrt(N))``: with the feature penalty not divided by ``N``, the curvature of
-        both the feature block (``||W||^2/N + lambda_H``) and the weight block
-        (``||H||^2/N^2 ... + lambda_W``) is ``O(1/N)`` next to the bias block's ``O(1)``;
-        optimising ``H / sqrt(N)`` and ``W / sqrt(N)`` puts all three at ``O(1)``."""
+        """``(sqrt(N), sqrt(N))``: gradient solvers optimise ``H / sqrt(N)`` and ``W / sqrt(N)``.
+
+        With the feature penalty not divided by ``N``, the curvature of the feature block
+        (``||W||^2/N + lambda_H`` per row) and of the weight block (``||H||^2/N^2``-sized Gram plus
+        ``lambda_W``) is ``O(1/N)`` next to the bias block's ``O(1)``; the scaling puts all three
+        at ``O(1)``. Measured with L-BFGS on K = 4, n = 100, d = 64, lambda = 5e-4, free bias
+        (``benchmarks/classification.py``): MSE 274 steps with the scaling, 503 without; CE 80
+        and 64 (L-BFGS adapts to the scale by itself); plain gradient descent needs it most."""
         s = jnp.sqrt(jnp.asarray(self.num_samples, self.dtype))
         return s, s
 

@@ -1,4 +1,4 @@
-r"""Converters from the other loss normalisations in the literature to ours.
+r"""Converters from the other loss normalisations in the literature to ufm's.
 
 A *convention* writes the regression UFM objective as
 
@@ -89,23 +89,41 @@ def _convention(convention: str | Convention) -> Convention:
 
 
 def convert_lambdas(
-    lambda_H, lambda_W, convention: str | Convention, *, num_samples: int, target_dim: int
+    lambda_H,
+    lambda_W,
+    convention: str | Convention,
+    *,
+    num_samples: int,
+    target_dim: int,
+    to: str = "regression",
 ):
-    """Map a convention's ``(lambda_H', lambda_W')`` to ours (``ufm.RegressionUFM``'s).
+    """Map a convention's ``(lambda_H', lambda_W')`` to ufm's.
+
+    ``to="regression"`` gives :class:`ufm.RegressionUFM`'s lambdas (``"andriopoulos2024"``);
+    ``to="classification"`` gives :class:`ufm.ClassificationUFM`'s, whose feature penalty is not
+    divided by ``N`` (the ``"feature_penalty_sum"`` convention): e.g. a paper that writes
+    ``lambda_H'/(2N) ||H||^2`` maps to ``lambda_H = lambda_H' / N``.
 
     Returns ``(lambda_H, lambda_W, objective_scale)`` with
-    ``their objective = objective_scale * ours`` at every ``(H, W, b)``.
+    ``their objective = objective_scale * ufm's objective`` at every ``(H, W, b)``.
 
     Example::
 
         lH, lW, _ = ufm.convert_lambdas(1e-3, 1e-3, "element_mean", num_samples=M, target_dim=n)
         problem = ufm.RegressionUFM(Y, lH, lW, feature_dim=256)
     """
-    conv = _convention(convention)
+    targets = {"regression": "andriopoulos2024", "classification": "feature_penalty_sum"}
+    if to not in targets:
+        raise ValueError(f"to must be 'regression' or 'classification', got {to!r}")
+    conv, ours = _convention(convention), CONVENTIONS[targets[to]]
     M, n = num_samples, target_dim
     if not isinstance(M, int) or M < 1:
         raise ValueError(f"num_samples must be an int >= 1, got {M!r}")
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"target_dim must be an int >= 1, got {n!r}")
+    # Scale their objective by s = a*/a so that the data terms agree, then match the penalties.
     a, a_H, a_W = conv.data(M, n), conv.feature(M, n), conv.weight(M, n)
-    return a_H * lambda_H / a, a_W * lambda_W / (M * a), 2 * M * a
+    s = ours.data(M, n) / a
+    lH = s * a_H * lambda_H / ours.feature(M, n)
+    lW = s * a_W * lambda_W / ours.weight(M, n)
+    return lH, lW, 1.0 / s
