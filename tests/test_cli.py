@@ -45,6 +45,8 @@ def test_check_all_runs_every_problem_kind(capsys):
 def test_check_fails_when_solver_stops_early(capsys):
     assert main(["check", "--solver", "lbfgs", "--max-steps", "2"]) == 1
     assert "FAIL" in capsys.readouterr().out
+    assert main(["check", "--problem", "ce", "--max-steps", "2"]) == 1
+    assert "FAIL" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,8 @@ def test_check_fails_when_solver_stops_early(capsys):
         (["check", "--targets", "/nonexistent.npy"], "--targets: cannot read"),
         (["check", "--problem", "ce", "--bias", "maybe"], "--bias must be none, free or a number"),
         (["check", "--problem", "ce", "--classes", "1"], "--classes must be >= 2"),
+        (["check", "--bias", "none"], "--bias applies to --problem mse|ce"),
+        (["check", "--problem", "mse", "--no-bias"], "--no-bias applies to regression"),
     ],
 )
 def test_bad_arguments_exit_2(args, message, capsys):

@@ -259,6 +259,17 @@ def test_trajectory_recorded_inside_loop():
     plain = ufm.solve(p, "lbfgs")
     np.testing.assert_allclose(plain.params.W, sol.params.W, rtol=1e-12)
     # Under vmap every instance records.
+    # Extra quantities recorded alongside.
+    opt = theory.regression.optimum_of(p)
+
+    def wwt_error(params):
+        return {"wwt_err": jnp.linalg.norm(params.W @ params.W.T - opt.WWT)}
+
+    sol2 = ufm.solve(p, "lbfgs", record_every=10, record=wwt_error)
+    err = sol2.trajectory.valid()["wwt_err"]
+    assert err[0] > 1e-2 and err[-1] < 1e-8
+    with pytest.raises(ValueError, match="record must be a callable"):
+        ufm.solve(p, record=wwt_error)
     keys = jax.random.split(jax.random.PRNGKey(11), 2)
     ex = jax.vmap(lambda k: ufm.solve(p, key=k, record_every=2))(keys)
     assert ex.trajectory.loss.shape[0] == 2 and ex.trajectory.metrics["nrc1"].shape[0] == 2

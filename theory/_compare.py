@@ -179,14 +179,17 @@ def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationU
     K, y = problem.num_classes, problem.labels
     mu, _, _ = ufm.metrics.class_means(H, y, K)
     b_eff = b if problem.has_bias else jnp.zeros_like(b)
+    free = problem.bias_mode == "free" or (
+        problem.bias_mode == "reg" and float(problem.lambda_b) == 0
+    )
+    if problem.loss == "ce" and free:
+        # Any multiple of 1 is optimal for the CE bias: compare the centred bias and logits.
+        b_eff = b_eff - jnp.mean(b_eff)
     logits = mu @ W.T + b_eff
     # Natural scales where the closed form is zero: the kappa = 0 optimum's size.
     r = jnp.sqrt(problem.num_samples / K * problem.lambda_H / problem.lambda_W)
     WWT, G = W @ W.T, mu @ mu.T
     b_sol, b_ref = b_eff, opt.bias
-    if problem.loss == "ce" and problem.bias_mode == "free":
-        # Any multiple of 1 is optimal: compare the centred bias.
-        b_sol = b_sol - jnp.mean(b_sol)
     one = jnp.ones((), WWT.dtype)
     errors = {
         "WWT": _rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one),

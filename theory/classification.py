@@ -15,7 +15,8 @@ MSE (THEORY.md section 2, master lemma of section 0; derived symbolically in
 * free bias (Zhou et al., ICML 2022; needs ``d >= K - 1``): a simplex ETF,
   ``L = s (I - J) + J``, ``W W^T = s r (I - J)``, ``mu mu^T = (s/r)(I - J)``, ``b = 1/K``,
   ``f* = ((K-1)/K)(kappa - kappa^2/2)`` (``(K-1)/(2K)`` when ``kappa >= 1``).
-* regularised bias ``lambda_b > 0`` [derived]: ``W W^T = r (s (I - J) + s0 J)`` with
+* regularised bias ``lambda_b > 0`` [derived; needs ``d >= K`` unless the optimum is a pure
+  ETF]: ``W W^T = r (s (I - J) + s0 J)`` with
   ``s0 = (1 - kappa (1 + 1/lambda_b))_+``; ``b = (beta/K) 1`` with ``beta = kappa/lambda_b`` if
   ``s0 > 0`` else ``1/(1 + lambda_b)``; ``L = s (I - J) + (s0 + beta) J``;
   ``f* = ((K-1)/K) phi(kappa) + (1/K)[kappa - (kappa^2/2)(1 + 1/lambda_b)]`` if ``s0 > 0`` else
@@ -53,7 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ufm
-from ufm._validate import is_concrete
+from ufm._validate import check_nonnegative_scalar, is_concrete
 
 
 class ClassificationOptimum(NamedTuple):
@@ -64,7 +65,8 @@ class ClassificationOptimum(NamedTuple):
         logits: class-mean logits ``W mu_c + b`` (row ``c``). bias: ``b`` (``0`` for CE with a
         free bias, whose optimal ``b`` is any multiple of ``1``). loss: optimal value.
         scale: ``s`` (MSE) or ``t*`` (CE). kappa: ``K sqrt(n lambda_W lambda_H)``.
-        zero: whether ``W = H = 0`` is optimal.
+        zero: whether ``W = H = 0`` is optimal. self_duality: ``r = sqrt(n lambda_H/lambda_W)``
+        with ``w_c = r mu_c`` (uncentred class means) in every regime.
     """
 
     WWT: jax.Array
@@ -75,6 +77,7 @@ class ClassificationOptimum(NamedTuple):
     scale: jax.Array
     kappa: jax.Array
     zero: jax.Array
+    self_duality: jax.Array
 
 
 def _phi(kappa):
@@ -144,6 +147,7 @@ def optimum(
         mode, lb = bias, jnp.zeros((), dt)
     else:
         mode, lb = "reg", jnp.asarray(bias, dt)
+        check_nonnegative_scalar(lb, "bias (lambda_b)")
     eye = jnp.eye(K, dtype=dt)
     Jm = jnp.full((K, K), 1.0 / K, dt)
     C = eye - Jm
@@ -156,7 +160,7 @@ def optimum(
         WWT = t * r * K / (K - 1) * C
         logits = t * K / (K - 1) * C
         return ClassificationOptimum(
-            WWT, WWT / r**2, logits, zero_b, ce_objective(t, K, s), t, kappa, kappa >= 1
+            WWT, WWT / r**2, logits, zero_b, ce_objective(t, K, s), t, kappa, kappa >= 1, r
         )
     s = jnp.maximum(1 - kappa, 0.0)
     if mode == "none":
@@ -177,7 +181,7 @@ def optimum(
         mean_part = jnp.where(s0 > 0, kappa - kappa**2 / 2 * (1 + 1 / lb_safe), lb / (2 * (1 + lb)))
         f = (K - 1) / K * _phi(kappa) + mean_part / K
         zero = (kappa >= 1) & (s0 <= 0)
-    return ClassificationOptimum(r * G, G / r, logits, b, f, s, kappa, zero)
+    return ClassificationOptimum(r * G, G / r, logits, b, f, s, kappa, zero, r)
 
 
 def balanced_sizes(problem: ufm.ClassificationUFM) -> int:

@@ -97,6 +97,11 @@ class ClassificationUFM:
         lambda_W = float_array(lambda_W, "lambda_W", dtype)
         check_nonnegative_scalar(lambda_H, "lambda_H")
         check_nonnegative_scalar(lambda_W, "lambda_W")
+        if isinstance(bias, bool):
+            raise TypeError(
+                "bias must be 'none', 'free' or a number lambda_b >= 0 (not a bool: True/False "
+                f"would read as lambda_b = 1/0), got {bias!r}"
+            )
         if isinstance(bias, str):
             if bias not in ("none", "free"):
                 raise ValueError(
@@ -111,7 +116,9 @@ class ClassificationUFM:
             raise TypeError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
         if feature_dim < 1:
             raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim}")
-        need = K if (loss == "mse" and mode == "none") else K - 1
+        # MSE without bias, or with a regularised one (mean direction kept when
+        # kappa < lambda_b/(1+lambda_b)), has rank-K logits: d >= K; otherwise a simplex ETF.
+        need = K if (loss == "mse" and mode in ("none", "reg")) else K - 1
         if feature_dim < need:
             warnings.warn(
                 f"feature_dim = {feature_dim} < {need}: the closed-form optima of "
@@ -176,19 +183,35 @@ class ClassificationUFM:
     def objective(self, params: Params) -> jax.Array:
         """The objective of the class docstring (a scalar)."""
         H, W, b = params
-        N = self.num_samples
-        Z = H @ W.T
-        if self.has_bias:
-            Z = Z + b
-        if self.loss == "mse":
-            data = 0.5 / N * jnp.sum((Z - self.targets) ** 2)
-        else:
-            picked = jnp.take_along_axis(Z, self.labels[:, None], axis=1)[:, 0]
-            data = jnp.mean(jax.nn.logsumexp(Z, axis=1) - picked)
-        val = data + 0.5 * self.lambda_H * jnp.sum(H**2) + 0.5 * self.lambda_W * jnp.sum(W**2)
+        val = (
+            self.data_term(H @ W.T, b)
+            + 0.5 * self.lambda_H * jnp.sum(H**2)
+            + 0.5 * self.lambda_W * jnp.sum(W**2)
+        )
         if self.bias_mode == "reg":
             val = val + 0.5 * self.lambda_b * jnp.sum(b**2)
         return val
+
+    def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
+        """The data term at logits ``Z + 1 b^T`` (``Z = H W^T``; ``b`` ignored without bias)."""
+        if self.has_bias:
+            Z = Z + b
+        if self.loss == "mse":
+            return 0.5 / self.num_samples * jnp.sum((Z - self.targets) ** 2)
+        picked = jnp.take_along_axis(Z, self.labels[:, None], axis=1)[:, 0]
+        return jnp.mean(jax.nn.logsumexp(Z, axis=1) - picked)
+
+    def factor_penalty(self) -> jax.Array:
+        """``sqrt(lambda_W lambda_H)``: the nuclear-norm weight of ``Z = H W^T`` (THEORY.md §0)."""
+        return jnp.sqrt(self.lambda_W * self.lambda_H)
+
+    def valid(self) -> jax.Array:
+        """Traced check of what cannot be checked while tracing: lambdas >= 0, labels in
+        ``[0, K)`` and no empty class."""
+        y = self.labels
+        counts = jnp.zeros(self.num_classes, jnp.int32).at[y].add(1, mode="drop")
+        ok = (self.lambda_H >= 0) & (self.lambda_W >= 0) & (self.lambda_b >= 0)
+        return ok & jnp.all((y >= 0) & (y < self.num_classes)) & jnp.all(counts > 0)
 
     def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
         """``H, W ~ N(0, scale^2)`` entrywise, ``b = 0`` (the published direct-UFM protocol)."""
@@ -199,12 +222,14 @@ class ClassificationUFM:
     def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
         """``(sqrt(N), sqrt(N))``: gradient solvers optimise ``H / sqrt(N)`` and ``W / sqrt(N)``.
 
-        With the feature penalty not divided by ``N``, the curvature of the feature block
-        (``||W||^2/N + lambda_H`` per row) and of the weight block (``||H||^2/N^2``-sized Gram plus
-        ``lambda_W``) is ``O(1/N)`` next to the bias block's ``O(1)``; the scaling puts all three
-        at ``O(1)``. Measured with L-BFGS on K = 4, n = 100, d = 64, lambda = 5e-4, free bias
+        Curvatures as written: the feature block ``(W^T W)/N + lambda_H`` per row, the weight
+        block ``H^T H / N + lambda_W`` (a second moment of the features, which at the optimum
+        is ``lambda_W/(n lambda_H)``-times ``W^T W / K``, i.e. also ``O(1/N)`` at the balanced
+        scale), the bias block ``O(1)``. The scaling puts the three at comparable sizes.
+        Measured with L-BFGS on K = 4, n = 100, d = 64, lambda = 5e-4, free bias
         (``benchmarks/classification.py``): MSE 274 steps with the scaling, 503 without; CE 80
-        and 64 (L-BFGS adapts to the scale by itself); plain gradient descent needs it most."""
+        with, 64 without (L-BFGS largely adapts by itself; we keep one default for both losses).
+        """
         s = jnp.sqrt(jnp.asarray(self.num_samples, self.dtype))
         return s, s
 
@@ -232,5 +257,5 @@ class ClassificationUFM:
             "nc1": metrics.nc1(H, y, K),
             "nc2": metrics.nc2(H, W, y, K)["etf_means"],
             "nc3": metrics.nc3(H, W, y, K, center=False),
-            "nc4": metrics.nc4(H, W, b if self.has_bias else None, y, K).astype(H.dtype),
+            "nc4": metrics.nc4(H, W, b if self.has_bias else None, y, K),
         }

@@ -197,6 +197,12 @@ def check(args) -> int:
         jax.config.update("jax_enable_x64", True)
     import ufm
 
+    if args.problem == "regression" and not args.all and args.bias != "free":
+        raise ValueError("--bias applies to --problem mse|ce; use --no-bias for regression")
+    if args.problem != "regression" and args.no_bias:
+        raise ValueError("--no-bias applies to regression; use --bias none for classification")
+    if args.problem != "regression" and args.targets is not None:
+        raise ValueError("--targets applies to regression; classification uses --classes")
     if args.all:
         runs = [_regression(args, ufm)]
         for loss in ("mse", "ce"):

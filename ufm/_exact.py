@@ -113,28 +113,3 @@ def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
     b = _solve_bias(K, red, data)
     H = (data.targets - b) @ jsl.cho_solve(jsl.cho_factor(K, lower=True), W)
     return Params(H, W, b)
-
-
-def certificate(W: jax.Array, data: MSEData) -> jax.Array:
-    r"""Global-optimality certificate of an MSE UFM at ``W`` (for ``d >= n``).
-
-    With ``P = W W^T`` the reduced objective
-    ``F(P) = (rho/2) tr((P + rho I)^{-1} C) + (lambda_W/2) tr P`` (``b`` at its optimum,
-    ``C = Sigma + (ybar - b)(ybar - b)^T``) is convex in ``P >= 0``. When the rank constraint
-    ``rank P <= d`` is inactive (``d >= n``), ``P`` is a global minimiser iff
-    ``rho K^{-1} C K^{-1} <= lambda_W I`` (equality on the range of ``P``), ``K = P + rho I``.
-    Returns ``lambda_max(rho K^{-1} C K^{-1}) / lambda_W - 1``: <= 0 (up to rounding) at a global
-    minimum, > 0 at a strict saddle such as ``W = 0`` below the collapse threshold.
-    """
-    n = W.shape[0]
-    Y = data.targets
-    mean = jnp.mean(Y, axis=0)
-    Yc = Y - mean
-    K = W @ W.T + data.ridge * jnp.eye(n, dtype=W.dtype)
-    b = _solve_bias(K, Reduced(None, mean, None), data)
-    z = mean - b
-    C = Yc.T @ Yc / Y.shape[0] + jnp.outer(z, z)
-    Kinv = jnp.linalg.inv(K)
-    G = data.ridge * Kinv @ C @ Kinv
-    top = jnp.linalg.eigvalsh(0.5 * (G + G.T))[-1]
-    return top / data.lambda_W - 1.0

@@ -129,14 +129,28 @@ class RegressionUFM:
         """``L(H, W, b)`` exactly as in the class docstring (a scalar)."""
         H, W, b = params
         M = self.num_samples
-        E = H @ W.T - self.targets
-        if self.bias:
-            E = E + b
         return (
-            0.5 / M * jnp.sum(E**2)
+            self.data_term(H @ W.T, b)
             + 0.5 * self.lambda_H / M * jnp.sum(H**2)
             + 0.5 * self.lambda_W * jnp.sum(W**2)
         )
+
+    def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
+        """``1/(2M) ||Z + 1 b^T - Y||^2`` for predictions ``Z = H W^T`` (``b`` ignored without
+        bias)."""
+        E = Z - self.targets
+        if self.bias:
+            E = E + b
+        return 0.5 / self.num_samples * jnp.sum(E**2)
+
+    def factor_penalty(self) -> jax.Array:
+        """``sqrt(beta_W beta_H)`` of the penalty ``beta_W/2 ||W||^2 + beta_H/2 ||H||^2``:
+        ``sqrt(lambda_W lambda_H / M)`` (THEORY.md section 0)."""
+        return jnp.sqrt(self.lambda_W * self.lambda_H / self.num_samples)
+
+    def valid(self) -> jax.Array:
+        """Traced check of the values that cannot be checked while tracing (lambdas >= 0)."""
+        return (self.lambda_H >= 0) & (self.lambda_W >= 0)
 
     @property
     def has_bias(self) -> bool:

@@ -20,6 +20,7 @@ class Status(enum.IntEnum):
     nonfinite = 2
     stalled = 3
     saddle = 4
+    invalid_input = 5
 
     @property
     def message(self) -> str:
@@ -40,8 +41,12 @@ _MESSAGES = {
     ),
     Status.saddle: (
         "stopped at a stationary point that is not a global minimum (the global-optimality "
-        "certificate of the MSE reduction fails, e.g. W = 0 below the collapse threshold): "
-        "restart from a random init"
+        "certificate ||grad_Z data||_op <= sqrt(beta_W beta_H) fails, e.g. W = 0 below the "
+        "collapse threshold): restart from a random init"
+    ),
+    Status.invalid_input: (
+        "the problem holds invalid values that could not be checked while tracing (a negative "
+        "lambda, labels outside [0, K) or an empty class): fix the inputs"
     ),
     Status.stalled: (
         "the line search could make no further progress before the gradient-norm test held: "

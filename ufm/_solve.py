@@ -8,30 +8,33 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from ._certificate import violation
 from ._classification import ClassificationUFM
-from ._exact import certificate
 from ._iterate import iterate
 from ._problem import Params, RegressionUFM
 from ._solution import Solution, Status, Trajectory
 from ._solvers import resolve_solver
 from ._validate import check_finite, check_shape, is_concrete
 
-# Relative tolerance of the global-optimality certificate (ufm/_exact.py:certificate).
+# Relative tolerance of the global-optimality certificate (ufm/_certificate.py).
 _CERTIFICATE_RTOL = 1e-2
 # Default tolerances of the gradient-norm test ||g|| <= atol + rtol min(|f|, |f_0|), by precision.
 _DEFAULT_TOL = {8: (1e-10, 1e-14), 4: (1e-5, 1e-8)}
 
 
-def _record_fn(problem, to_params):
+def _record_fn(problem, to_params, extra):
     def record(y, step):
         p = to_params(y)
-        return {"loss": problem.objective(p), "metrics": problem.trajectory_metrics(p)}
+        mets = dict(problem.trajectory_metrics(p))
+        if extra is not None:
+            mets.update(extra(p))
+        return {"loss": problem.objective(p), "metrics": mets}
 
     return record
 
 
-@functools.partial(jax.jit, static_argnames=("max_steps", "record_every"))
-def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every):
+@functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "record"))
+def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, record):
     fn, y0, to_params = solver.setup(problem, key, init)
     y, _, gnorm, steps, status, records = iterate(
         fn,
@@ -42,21 +45,22 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every):
         atol=atol,
         reuse_linesearch_value=solver.reuse_linesearch_value,
         record_every=record_every,
-        record_fn=None if record_every is None else _record_fn(problem, to_params),
+        record_fn=None if record_every is None else _record_fn(problem, to_params, record),
     )
     params = to_params(y)
     loss = problem.objective(params)
     # The objective in the original variables can be non-finite where the solver's was not
     # (e.g. the exact solver's ridge recovery); never report success then.
     status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite)
-    if problem.is_mse and problem.feature_dim >= problem.target_dim:
-        # A stationary point is not enough: check global optimality (MSE problems, d >= n).
-        data = problem.mse_data()
-        checkable = (data.ridge > 0) & (data.lambda_W > 0)
-        violated = certificate(params.W, data) > _CERTIFICATE_RTOL
-        status = jnp.where(
-            (status == Status.successful) & checkable & violated, Status.saddle, status
-        )
+    # A stationary point is not enough: check global optimality where the test applies.
+    viol, applicable = violation(problem, params)
+    status = jnp.where(
+        (status == Status.successful) & applicable & (viol > _CERTIFICATE_RTOL),
+        Status.saddle,
+        status,
+    )
+    # Values that could not be checked while tracing (e.g. a negative lambda under vmap).
+    status = jnp.where(problem.valid(), status, Status.invalid_input)
     status = status.astype(jnp.int32)
     traj = None
     if records is not None:
@@ -104,6 +108,7 @@ def solve(
     rtol=None,
     atol=None,
     record_every: int | None = None,
+    record=None,
     throw: bool = False,
 ) -> Solution:
     """Minimise a UFM objective.
@@ -126,6 +131,8 @@ def solve(
         record_every: record the step, the loss and the problem's collapse metrics (NRC1-3
             for regression, NC1-4 for classification) inside the jitted loop every this many
             steps (``Solution.trajectory``).
+        record: optional ``fn(params) -> dict[str, scalar]`` of extra quantities to record
+            with them (e.g. an error against a known optimum); static, compared by identity.
         throw: raise ``RuntimeError`` with the status message unless the solve succeeded
             (concrete, unbatched calls only).
 
@@ -135,8 +142,9 @@ def solve(
 
     The function is jitted with ``max_steps`` and ``record_every`` static (and the solver's
     static settings): new lambdas, targets of the same shape, keys, tolerances or an
-    :class:`ufm.OptaxSolver` factory's hyperparameters never recompile. A successful MSE solve
-    with ``d >= n`` is also checked for global optimality (status ``saddle`` otherwise).
+    :class:`ufm.OptaxSolver` factory's hyperparameters never recompile. A successful solve is
+    also checked for global optimality where the certificate of ``ufm/_certificate.py`` applies
+    (``d >= n`` or ``rank W < d``; status ``saddle`` otherwise).
     """
     if not isinstance(problem, RegressionUFM | ClassificationUFM):
         raise TypeError(
@@ -156,6 +164,10 @@ def solve(
         or record_every < 1
     ):
         raise ValueError(f"record_every must be None or an int >= 1, got {record_every!r}")
+    if record is not None and (record_every is None or not callable(record)):
+        raise ValueError(
+            f"record must be a callable params -> dict and needs record_every, got {record!r}"
+        )
     dt = problem.dtype
     d_rtol, d_atol = _DEFAULT_TOL.get(jnp.dtype(dt).itemsize, _DEFAULT_TOL[4])
     tols = []
@@ -168,7 +180,9 @@ def solve(
         tols.append(v)
     if key is None:
         key = jax.random.PRNGKey(0)
-    sol = _solve_jit(problem, solver, key, init, tols[0], tols[1], int(max_steps), record_every)
+    sol = _solve_jit(
+        problem, solver, key, init, tols[0], tols[1], int(max_steps), record_every, record
+    )
     if throw and is_concrete(sol.status):
         if np.ndim(sol.status) != 0:
             raise ValueError("throw=True needs a single (unbatched) solve")

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linalg import eigh_desc, eps_of, safe_norm, safe_normalise, safe_normalise_rows
+from .._validate import is_concrete
 
 
 def _check(H, labels, num_classes):
@@ -48,8 +49,22 @@ def _check(H, labels, num_classes):
         raise ValueError(f"labels must have shape (N,) = ({H.shape[0]},), got {labels.shape}")
     if not jnp.issubdtype(labels.dtype, jnp.integer):
         raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if not isinstance(num_classes, int) or num_classes < 2:
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if num_classes < 2:
+        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+    if is_concrete(labels):
+        lab = np.asarray(labels)
+        if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+            raise ValueError(
+                f"labels must lie in [0, num_classes) = [0, {num_classes}), got values in "
+                f"[{lab.min()}, {lab.max()}]"
+            )
+        empty = np.setdiff1d(np.arange(num_classes), lab)
+        if empty.size:
+            raise ValueError(
+                f"every class needs a sample: classes {empty.tolist()} have none in labels"
+            )
     return H, labels
 
 
@@ -143,7 +158,7 @@ def nc4(H, W, b, labels, num_classes: int) -> jax.Array:
     mu, _, _ = class_means(H, labels, num_classes)
     logits = H @ jnp.asarray(W).T + (0.0 if b is None else jnp.asarray(b))
     d2 = jnp.sum(H**2, axis=1, keepdims=True) - 2 * H @ mu.T + jnp.sum(mu**2, axis=1)
-    return jnp.mean(jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1))
+    return jnp.mean((jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1)).astype(H.dtype))
 
 
 def orthogonal_frame_distance(G) -> jax.Array:
