@@ -6,14 +6,16 @@
 * :class:`OptaxSolver` - any ``optax.GradientTransformation`` on all variables: plain gradient
   descent, momentum, Adam (the papers' dynamics).
 
-Preconditioning (on by default for the gradient solvers). As written, the objective's curvature
-in the feature block is ``O(1/M)`` (``lambda_H/M`` plus ``||W||^2/M``) while the weight block's
-is ``O(1)``; gradient methods then crawl in ``H``. We optimise ``G = H / sqrt(M)`` instead,
-which makes both blocks ``O(1)``; ``Solution.params`` is always returned in the original
-variables. On (n, d, M) = (3, 256, 10^4), lambda = 1e-3, the issue measured a relative
-``W W^T`` error of 0.33 after 1000 steps of unpreconditioned L-BFGS; preconditioned L-BFGS reached
-1.3e-11 in 581 steps here (``benchmarks/regression.py`` prints current figures).
-Pass ``precondition=False`` to reproduce the papers' dynamics on the objective as written.
+Preconditioning (on by default for the gradient solvers): each problem names block scales
+``(s_H, s_W)`` (``problem.precondition_scales()``) and the solvers optimise ``H / s_H`` and
+``W / s_W``; ``Solution.params`` is always returned in the original variables. Regression: the
+feature block's curvature is ``O(1/M)`` (``lambda_H/M`` plus ``||W||^2/M``) while the weight
+block's is ``O(1)``, so ``(s_H, s_W) = (sqrt(M), 1)``. Classification: ``(sqrt(N), sqrt(N))``
+(see ``ClassificationUFM.precondition_scales``). On (n, d, M) = (3, 256, 10^4),
+lambda = 1e-3, the issue measured a relative ``W W^T`` error of 0.33 after 1000 steps of
+unpreconditioned L-BFGS; preconditioned L-BFGS reached 1.8e-11 in 569 steps here
+(``benchmarks/regression.py`` prints current figures). Pass ``precondition=False`` to
+reproduce the papers' dynamics on the objective as written.
 
 Solvers are pytrees: :class:`Exact` and :class:`LBFGS` are static (hashable settings), and
 :class:`OptaxSolver` built from a factory carries its float hyperparameters as traced leaves, so
