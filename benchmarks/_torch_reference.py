@@ -36,7 +36,8 @@ Protocol
   through the loss above, with each squared norm written as
   ``vector_norm(x)**2`` (see ``_sq_norm``). The optimiser is
   ``torch.optim.SGD(params, lr=lr, momentum=0.9)`` with no weight decay,
-  because the penalties are already in the loss. It uses PyTorch's default (foreach) implementation.
+  because the penalties are already in the loss. It uses PyTorch's default
+  (foreach) implementation.
 * Initialisation: ``H, W ~ N(0, 0.1^2)`` entrywise and ``b = 0``. The values
   are drawn in float64 from a ``torch.Generator`` seeded with ``seed`` and then
   cast, so float32 and float64 runs start from the same point.
@@ -96,6 +97,11 @@ one Python comparison per step, well under 1 microsecond. ``time_to_tol`` and
 training time and step count at the first check where the error is ``<= tol``.
 ``total_wall_s`` additionally reports the full elapsed time, monitoring
 included.
+
+Timings mean something only on an otherwise idle machine. Torch's default
+intra-op thread count equals the number of cores. On a 2-core machine,
+another process using one core slowed the M = 1e3 steps by up to 50x, because
+the OpenMP threads were oversubscribed.
 """
 
 from __future__ import annotations

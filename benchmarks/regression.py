@@ -97,7 +97,7 @@ def sharpness(problem, opt, iters=100):
     return lam
 
 
-def bench_size(M, n, d, lam, seed, ref_budget, use_torch, rows, summary):
+def bench_size(M, n, d, lam, seed, ref_budget, use_torch, rows, summary, momentum=True):
     Y = default_targets(n, M, seed)
     problem = ufm.RegressionUFM(Y, lam, lam, d)
     opt = theory.regression.optimum_of(problem)
@@ -127,17 +127,15 @@ def bench_size(M, n, d, lam, seed, ref_budget, use_torch, rows, summary):
 
     # Preconditioned gradient solvers on all variables. Heavy ball: lr = 1 / sharpness at the
     # optimum, halved until a run does not diverge (the start can be sharper than the optimum).
-    sharp = sharpness(problem, opt)
-    lr = 1.0 / sharp
-    for _ in range(6):
-        probe = ufm.solve(problem, optax.sgd(lr, momentum=0.9), max_steps=2000)
-        if int(probe.status) != ufm.Status.nonfinite:
-            break
-        lr *= 0.5
-    solvers = {
-        "lbfgs (precond.)": ufm.LBFGS(),
-        f"momentum (precond., lr={lr:.3g})": ufm.OptaxSolver(optax.sgd(lr, momentum=0.9)),
-    }
+    solvers = {"lbfgs (precond.)": ufm.LBFGS()}
+    if momentum:
+        lr = 1.0 / sharpness(problem, opt)
+        for _ in range(6):
+            probe = ufm.solve(problem, optax.sgd(lr, momentum=0.9), max_steps=2000)
+            if int(probe.status) != ufm.Status.nonfinite:
+                break
+            lr *= 0.5
+        solvers[f"momentum (precond., lr={lr:.3g})"] = ufm.OptaxSolver(optax.sgd(lr, momentum=0.9))
     WWT_norm = jnp.linalg.norm(WWT)
 
     def wwt_error(params):  # recorded inside the jitted loop every 10 steps
@@ -217,6 +215,12 @@ def main(argv=None):
         help="training seconds for the PyTorch reference per size",
     )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch reference")
+    p.add_argument(
+        "--momentum-max-M",
+        type=float,
+        default=1e4,
+        help="run the momentum row only up to this M (5000 steps get slow)",
+    )
     args = p.parse_args(argv)
     rows, summary = [], {}
     print(
@@ -235,6 +239,7 @@ def main(argv=None):
             not args.no_torch,
             rows,
             summary,
+            momentum=M <= args.momentum_max_M,
         )
         print(f"  done M={M}", flush=True)
     w = max(len(r[1]) for r in rows)

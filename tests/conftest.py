@@ -3,6 +3,7 @@
 import jax
 import numpy as np
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
 
 jax.config.update("jax_enable_x64", True)
 
@@ -39,3 +40,22 @@ def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float):
         c = np.sqrt(pos[i] * pos[i + 1]) if gaps else 0.5 * pos[0]
     lam_W = np.sqrt(c / ratio)
     return ratio * lam_W, lam_W
+
+
+@st.composite
+def regression_problems(draw, max_n=4, max_d=6, max_M=40, ratios=(0.2, 1.0, 5.0)):
+    """Random regression UFMs: sizes (n > d included), rank-deficient covariances, bias on or
+    off, and c = lambda_H lambda_W below, between or above the eigenvalues."""
+    import ufm
+
+    n = draw(st.integers(1, max_n))
+    d = draw(st.integers(1, max_d))
+    M = draw(st.integers(6, max_M))
+    rank = draw(st.integers(1, n))  # rank < n: rank-deficient Sigma
+    regime = draw(st.sampled_from(("below", "between", "above")))
+    ratio = draw(st.sampled_from(ratios))
+    bias = draw(st.booleans())
+    Y = random_targets(np.random.default_rng(draw(st.integers(0, 2**16))), M, n, rank)
+    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
+    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
+    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)

@@ -5,41 +5,21 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
-from conftest import lambdas_for_regime, random_targets
+from conftest import random_targets, regression_problems
 from hypothesis import given
-from hypothesis import strategies as st
 
 import theory
 import ufm
 
-REGIMES = ("below", "between", "above")
 
-
-@st.composite
-def instances(draw, max_M=40):
-    n = draw(st.integers(1, 4))
-    d = draw(st.integers(1, 6))
-    M = draw(st.integers(6, max_M))
-    rank = draw(st.integers(1, n))  # rank < n: rank-deficient Sigma
-    seed = draw(st.integers(0, 2**16))
-    regime = draw(st.sampled_from(REGIMES))
-    ratio = draw(st.sampled_from([0.2, 1.0, 5.0]))
-    bias = draw(st.booleans())
-    rng = np.random.default_rng(seed)
-    Y = random_targets(rng, M, n, rank)
-    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
-    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
-    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
-
-
-@given(instances())
+@given(regression_problems())
 def test_exact_solver_matches_closed_form(problem):
     sol = ufm.solve(problem)
     cmp = theory.compare(sol, problem)
     assert cmp.passed(1e-6), cmp.table(1e-6)
 
 
-@given(instances(max_M=25))
+@given(regression_problems(max_M=25))
 def test_lbfgs_all_variables_matches_closed_form(problem):
     sol = ufm.solve(problem, "lbfgs", key=jax.random.PRNGKey(3))
     cmp = theory.compare(sol, problem)

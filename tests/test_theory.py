@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import lambdas_for_regime, random_targets
+from conftest import random_targets, regression_problems
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -12,20 +12,8 @@ import theory
 import ufm
 
 
-@st.composite
-def problems(draw):
-    n = draw(st.integers(1, 5))
-    d = draw(st.integers(1, 7))
-    M = draw(st.integers(6, 30))
-    rank = draw(st.integers(1, n))
-    regime = draw(st.sampled_from(("below", "between", "above")))
-    ratio = draw(st.sampled_from([0.1, 1.0, 3.0]))
-    bias = draw(st.booleans())
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
-    Y = random_targets(rng, M, n, rank)
-    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
-    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
-    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
+def problems():
+    return regression_problems(max_n=5, max_d=7, max_M=30, ratios=(0.1, 1.0, 3.0))
 
 
 @given(problems())

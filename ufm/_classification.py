@@ -10,7 +10,7 @@ import numpy as np
 
 from . import metrics
 from ._problem import Params, random_params
-from ._validate import check_nonnegative_scalar, float_array, is_concrete
+from ._validate import check_label_values, check_nonnegative_scalar, float_array
 
 LOSSES = ("mse", "ce")
 
@@ -75,19 +75,7 @@ class ClassificationUFM:
             raise TypeError(f"labels must be integers in [0, {K}), got dtype {labels.dtype}")
         if labels.shape[0] < 2:
             raise ValueError(f"labels must hold at least N = 2 samples, got {labels.shape[0]}")
-        if is_concrete(labels):
-            lab = np.asarray(labels)
-            if lab.min() < 0 or lab.max() >= K:
-                raise ValueError(
-                    f"labels must lie in [0, num_classes) = [0, {K}), got values in "
-                    f"[{lab.min()}, {lab.max()}]"
-                )
-            empty = np.setdiff1d(np.arange(K), lab)
-            if empty.size:
-                raise ValueError(
-                    f"every class needs at least one sample: classes {empty.tolist()} of "
-                    f"num_classes = {K} have none in labels"
-                )
+        check_label_values(labels, K)
         if loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
         dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)

@@ -50,3 +50,21 @@ def check_shape(x, shape: tuple, name: str, what: str) -> None:
     s = jnp.shape(x)
     if len(s) != len(shape) or any(e is not None and e != a for e, a in zip(shape, s, strict=True)):
         raise ValueError(f"{name} must have shape {what}, got {s}")
+
+
+def check_label_values(labels, num_classes: int) -> None:
+    """Raise if concrete integer ``labels`` leave ``[0, num_classes)`` or leave a class empty."""
+    if not is_concrete(labels):
+        return
+    lab = np.asarray(labels)
+    if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
+        raise ValueError(
+            f"labels must lie in [0, num_classes) = [0, {num_classes}), got values in "
+            f"[{lab.min()}, {lab.max()}]"
+        )
+    empty = np.setdiff1d(np.arange(num_classes), lab)
+    if empty.size:
+        raise ValueError(
+            f"every class needs at least one sample: classes {empty.tolist()} of "
+            f"num_classes = {num_classes} have none in labels"
+        )

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linalg import eigh_desc, eps_of, safe_norm, safe_normalise, safe_normalise_rows
-from .._validate import is_concrete
+from .._validate import check_label_values
 
 
 def _check(H, labels, num_classes):
@@ -53,18 +53,7 @@ def _check(H, labels, num_classes):
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if is_concrete(labels):
-        lab = np.asarray(labels)
-        if lab.size and (lab.min() < 0 or lab.max() >= num_classes):
-            raise ValueError(
-                f"labels must lie in [0, num_classes) = [0, {num_classes}), got values in "
-                f"[{lab.min()}, {lab.max()}]"
-            )
-        empty = np.setdiff1d(np.arange(num_classes), lab)
-        if empty.size:
-            raise ValueError(
-                f"every class needs a sample: classes {empty.tolist()} have none in labels"
-            )
+    check_label_values(labels, num_classes)
     return H, labels
 
 
