@@ -118,7 +118,7 @@ def test_metrics_vmap_and_errors():
         metrics.nc2(sol.params.H, sol.params.W[:2], p.labels, 4)
     with pytest.raises(ValueError, match="labels must lie in \\[0, num_classes\\)"):
         metrics.nc1(sol.params.H, p.labels.at[0].set(4), 4)
-    with pytest.raises(ValueError, match="classes \\[3\\] have none"):
+    with pytest.raises(ValueError, match="classes \\[3\\] of num_classes = 4 have none"):
         metrics.nc1(sol.params.H, jnp.minimum(p.labels, 2), 4)
     with pytest.raises(ValueError, match="scale must be 'papyan' or 'notebook'"):
         metrics.nc1(sol.params.H, p.labels, 4, scale="zhu")
