@@ -6,8 +6,6 @@ Exit status: 0 when the solver agrees with the closed form within ``--tol``, 1 w
 
 from __future__ import annotations
 
-import argparse
-import sys
 import time
 
 import numpy as np
@@ -25,9 +23,8 @@ def default_targets(n: int, M: int, seed: int) -> np.ndarray:
     return rng.normal(size=(M, n)) @ A.T + mu
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="ufm", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def register(sub) -> None:
+    """Add the ``check`` sub-command to the ``ufm`` parser's sub-parsers."""
     c = sub.add_parser(
         "check",
         help="solve a UFM and compare it with the closed form",
@@ -82,7 +79,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument(
         "--tol", type=float, default=None, help="pass threshold (default 1e-6; 1e-4 in float32)"
     )
-    return p
+    c.set_defaults(run=check)
 
 
 def _solver(name: str | None, lr: float | None):
@@ -216,16 +213,3 @@ def check(args) -> int:
     if len(codes) > 1:
         print(f"ufm check --all: {codes.count(0)} of {len(codes)} problem kinds pass")
     return max(codes)
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
-    try:
-        return check(args)
-    except (ValueError, TypeError) as err:
-        parser.exit(2, f"ufm check: error: {err}\n")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

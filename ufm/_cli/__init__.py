@@ -1,0 +1,40 @@
+"""The ``ufm`` command: the top floor of the package (it may use :mod:`theory`; nothing in
+``ufm`` below it does).
+
+Each sub-command lives in its own module with ``register(subparsers)``, which adds its parser
+and sets ``run=fn(args) -> int``. Exit status: what the sub-command returns (0 success, 1 a
+failed check), 2 for bad arguments or bad input files, never a traceback for those.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from . import check
+from .check import default_targets as default_targets
+
+COMMANDS = (check,)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ufm", description="Unconstrained Feature Model: solve, check against theory."
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for module in COMMANDS:
+        module.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.run(args)
+    except (ValueError, TypeError, OSError) as err:
+        parser.exit(2, f"ufm {args.command}: error: {err}\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
