@@ -65,8 +65,8 @@ def timed(fn, repeats=1):
 def exact_w_part(problem, key, rtol, atol):
     """The exact solver's W part only: moments, reduction, L-BFGS over A (n x min(n, d))."""
     solver = ufm.Exact()
-    data = problem.mse_data()
-    red, A0 = _exact.setup(data, problem.feature_dim, key, None)
+    data = problem.exact_data()
+    red, A0 = _exact.setup(data, key, None)
     A, _, _, steps, status, _ = _iterate.iterate(
         lambda A: _exact.reduced_objective(A, red, data),
         solver.optimizer(),

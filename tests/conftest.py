@@ -59,3 +59,23 @@ def regression_problems(draw, max_n=4, max_d=6, max_M=40, ratios=(0.2, 1.0, 5.0)
     _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
     lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
     return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
+
+
+class CompileCounter:
+    """Counts XLA compilations (JAX's monitoring events) while active."""
+
+    EVENT = "/jax/core/compile/backend_compile_duration"
+
+    def __enter__(self):
+        self.count = 0
+
+        def listener(name, duration, **kwargs):
+            if name == self.EVENT:
+                self.count += 1
+
+        self._listener = listener
+        jax.monitoring.register_event_duration_secs_listener(listener)
+        return self
+
+    def __exit__(self, *exc):
+        jax.monitoring.unregister_event_duration_listener(self._listener)

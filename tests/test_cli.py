@@ -52,9 +52,9 @@ def test_check_fails_when_solver_stops_early(capsys):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["check", "--lambda-W", "-1"], "lambda_W must be a finite number >= 0"),
+        (["check", "--lambda-W", "-1"], "--lambda-W must be a finite number > 0"),
         (["check", "--solver", "newton"], "--solver must be one of"),
-        (["check", "--d", "0"], "feature_dim must be an int >= 1"),
+        (["check", "--d", "0"], "--d must be an int >= 1"),
         (["check", "--targets", "/nonexistent.npy"], "--targets: cannot read"),
         (["check", "--problem", "ce", "--bias", "maybe"], "--bias must be none, free or a number"),
         (["check", "--problem", "ce", "--classes", "1"], "--classes must be >= 2"),

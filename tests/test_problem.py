@@ -84,7 +84,7 @@ def test_bad_types():
         ufm.RegressionUFM(_Y(), 0.1, 0.1, 2.5)
     with pytest.raises(TypeError, match="bias must be True or False"):
         ufm.RegressionUFM(_Y(), 0.1, 0.1, 2, bias="yes")
-    with pytest.raises(TypeError, match="targets must be a numeric array"):
+    with pytest.raises(TypeError, match="targets must be a real number or array of real numbers"):
         ufm.RegressionUFM("abc", 0.1, 0.1, 2)
 
 

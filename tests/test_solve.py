@@ -263,11 +263,11 @@ def test_bad_solver_and_options():
         ufm.solve(p, 3)
     with pytest.raises(ValueError, match="max_steps must be an int >= 0"):
         ufm.solve(p, max_steps=-1)
-    with pytest.raises(ValueError, match="record_every must be None or an int >= 1"):
+    with pytest.raises(ValueError, match="record_every must be an int >= 1"):
         ufm.solve(p, record_every=0)
     with pytest.raises(ValueError, match="rtol must be >= 0"):
         ufm.solve(p, rtol=-1.0)
-    with pytest.raises(ValueError, match="init.H must have shape \\(M, d\\) = \\(60, 8\\)"):
+    with pytest.raises(ValueError, match="init.H must have shape \\(N, d\\) = \\(60, 8\\)"):
         ufm.solve(p, "lbfgs", init=ufm.Params(jnp.zeros((60, 7)), jnp.zeros((3, 8)), jnp.zeros(3)))
     with pytest.raises(ValueError, match="init.W must be finite"):
         W = jnp.full((3, 8), jnp.nan)

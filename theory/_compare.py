@@ -10,8 +10,10 @@ import numpy as np
 
 import ufm
 from ufm._linalg import eps_of
+from ufm._validate import check_shape
 
 from . import classification, regression
+from ._compare_deep import compare_deep
 
 
 def _rel(err, ref_norm, scale):
@@ -109,15 +111,72 @@ def _numerical_rank(G, scale) -> int:
     return int(jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale))
 
 
-def compare(solution: ufm.Solution, problem) -> Comparison:
-    """Compare a single (unbatched) :class:`ufm.Solution` with the closed form of its problem
-    (:func:`regression.optimum_of` or :func:`classification.optimum_of`)."""
+def _check_arguments(solution, problem) -> None:
+    """Types and sizes of :func:`compare`'s arguments, before any work."""
+    if not isinstance(solution, ufm.Solution):
+        swapped = (
+            " (the order is compare(solution, problem))"
+            if isinstance(solution, ufm.Problem)
+            else ""
+        )
+        raise TypeError(
+            f"solution must be a ufm.Solution (the result of ufm.solve), got "
+            f"{type(solution).__name__}{swapped}"
+        )
+    if not isinstance(problem, ufm.RegressionUFM | ufm.ClassificationUFM | ufm.DeepUFM):
+        raise TypeError(
+            "problem must be a ufm.RegressionUFM, ufm.ClassificationUFM or ufm.DeepUFM (the "
+            f"problems with a closed form), got {type(problem).__name__}"
+        )
+    problem.check_unbatched()
     if np.ndim(solution.loss) != 0:
         raise ValueError("compare takes one solution; loop or vmap over a batch yourself")
+    N, n = problem.targets.shape
+    if isinstance(problem, ufm.DeepUFM):
+        if not isinstance(solution.params, ufm.DeepParams):
+            raise TypeError(
+                "solution.params must be ufm.DeepParams(H, Ws, b) for a ufm.DeepUFM, got "
+                f"{type(solution.params).__name__}"
+            )
+        widths = problem.widths
+        H, Ws, b = solution.params
+        check_shape(H, (N, widths[0]), "solution.params.H", f"(N, d_1) = ({N}, {widths[0]})")
+        if len(Ws) != len(widths):
+            raise ValueError(
+                f"solution.params.Ws must hold L = {len(widths)} weights for widths {widths}, "
+                f"got {len(Ws)}"
+            )
+        for i, W in enumerate(Ws):
+            shape = (widths[i + 1] if i + 1 < len(widths) else n, widths[i])
+            check_shape(W, shape, f"solution.params.Ws[{i}]", str(shape))
+    else:
+        if not isinstance(solution.params, ufm.Params):
+            raise TypeError(
+                "solution.params must be ufm.Params(H, W, b) of a one-layer UFM, got "
+                f"{type(solution.params).__name__}"
+            )
+        d = problem.feature_dim
+        H, W, b = solution.params
+        check_shape(H, (N, d), "solution.params.H", f"(N, d) = ({N}, {d}) of the problem")
+        check_shape(W, (n, d), "solution.params.W", f"(n, d) = ({n}, {d}) of the problem")
+    check_shape(b, (n,), "solution.params.b", f"(n,) = ({n},) of the problem")
+
+
+def compare(solution: ufm.Solution, problem) -> Comparison:
+    """Compare a single (unbatched) :class:`ufm.Solution` with the closed form of its problem
+    (:func:`regression.optimum_of`, :func:`classification.optimum_of` or, for a
+    :class:`ufm.DeepUFM`, :func:`theory.deep.optimum`).
+
+    Raises ``TypeError`` unless ``solution`` is a :class:`ufm.Solution` whose variables are the
+    problem's kind and ``problem`` one of those three, ``ValueError`` for a batch or when the
+    solution's shapes are not the problem's (a solution of another problem)."""
+    _check_arguments(solution, problem)
     if isinstance(problem, ufm.ClassificationUFM):
         return _compare_classification(solution, problem)
-    if not isinstance(problem, ufm.RegressionUFM):
-        raise TypeError(f"problem must be a ufm problem, got {type(problem)}")
+    if isinstance(problem, ufm.DeepUFM):
+        return compare_deep(
+            solution, problem, Comparison, _rel, _gram_difference_norm, _numerical_rank
+        )
     problem = _reference_precision(problem)
     opt = regression.optimum_of(problem)
     H, W, b = (x.astype(problem.dtype) for x in solution.params)

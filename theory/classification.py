@@ -54,7 +54,15 @@ import jax.numpy as jnp
 import numpy as np
 
 import ufm
-from ufm._validate import check_nonnegative_scalar, is_concrete
+from ufm._validate import (
+    bias_option,
+    check_int,
+    check_key,
+    float_array,
+    float_dtype,
+    is_concrete,
+    positive_number,
+)
 
 
 class ClassificationOptimum(NamedTuple):
@@ -117,6 +125,18 @@ def ce_scale_root(K: int, s, iters: int = 200):
     return jnp.where(dF(0.0) >= 0, 0.0, 0.5 * (lo + hi))
 
 
+def _positive(x, name: str, dtype) -> jax.Array:
+    """A real scalar (not a bool), > 0 when concrete (the closed forms divide by it)."""
+    v = float_array(x, name, dtype, allow_bool=False)
+    if v.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
+    if is_concrete(v) and not (np.isfinite(float(v)) and float(v) > 0):
+        raise ValueError(
+            f"{name} must be > 0 for a closed-form optimum, and finite; got {float(v)}"
+        )
+    return v
+
+
 def optimum(
     num_classes: int,
     per_class: int,
@@ -127,27 +147,19 @@ def optimum(
     dtype=None,
 ) -> ClassificationOptimum:
     """The closed-form optimum for ``K = num_classes`` balanced classes of ``n = per_class``
-    samples (see the module docstring for every regime). ``lambda_H, lambda_W > 0``."""
-    K, n = num_classes, per_class
-    if not isinstance(K, int) or K < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {K!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"per_class must be an int >= 1, got {n!r}")
-    if loss not in ("mse", "ce"):
+    samples (see the module docstring for every regime). ``lambda_H, lambda_W > 0``; ``bias``
+    as in :class:`ufm.ClassificationUFM` (``"none"``, ``"free"`` or a number ``lambda_b``, never
+    a bool); ``dtype`` float32 or float64."""
+    K = check_int(num_classes, "num_classes", minimum=2)
+    n = check_int(per_class, "per_class", minimum=1)
+    if not isinstance(loss, str) or loss not in ("mse", "ce"):
         raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}")
-    dt = jnp.result_type(float) if dtype is None else dtype
-    lH = jnp.asarray(lambda_H, dt)
-    lW = jnp.asarray(lambda_W, dt)
-    for name, v in (("lambda_H", lH), ("lambda_W", lW)):
-        if is_concrete(v) and not float(v) > 0:
-            raise ValueError(f"{name} must be > 0 for a closed-form optimum, got {float(v)}")
-    if isinstance(bias, str):
-        if bias not in ("none", "free"):
-            raise ValueError(f"bias must be 'none', 'free' or lambda_b >= 0, got {bias!r}")
-        mode, lb = bias, jnp.zeros((), dt)
-    else:
-        mode, lb = "reg", jnp.asarray(bias, dt)
-        check_nonnegative_scalar(lb, "bias (lambda_b)")
+    dt = float_dtype(dtype)
+    lH = _positive(lambda_H, "lambda_H", dt)
+    lW = _positive(lambda_W, "lambda_W", dt)
+    # One shared reading of the option with ufm.ClassificationUFM: a bool is refused, not
+    # read as lambda_b = 1 or 0.
+    mode, lb = bias_option(bias, dt)
     eye = jnp.eye(K, dtype=dt)
     Jm = jnp.full((K, K), 1.0 / K, dt)
     C = eye - Jm
@@ -184,8 +196,15 @@ def optimum(
     return ClassificationOptimum(r * G, G / r, logits, b, f, s, kappa, zero, r)
 
 
+def _check_problem(problem) -> None:
+    if not isinstance(problem, ufm.ClassificationUFM):
+        raise TypeError(f"problem must be a ufm.ClassificationUFM, got {type(problem).__name__}")
+    problem.check_unbatched()
+
+
 def balanced_sizes(problem: ufm.ClassificationUFM) -> int:
     """``n`` if every class has ``n`` samples (concrete labels), else a ``ValueError``."""
+    _check_problem(problem)
     counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
     if not np.all(counts == counts[0]):
         raise ValueError(
@@ -196,6 +215,7 @@ def balanced_sizes(problem: ufm.ClassificationUFM) -> int:
 
 def optimum_of(problem: ufm.ClassificationUFM) -> ClassificationOptimum:
     """:func:`optimum` for a balanced :class:`ufm.ClassificationUFM`."""
+    _check_problem(problem)
     bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
     return optimum(
         problem.num_classes,
@@ -210,6 +230,8 @@ def optimum_of(problem: ufm.ClassificationUFM) -> ClassificationOptimum:
 
 def balanced_labels(num_classes: int, per_class: int) -> np.ndarray:
     """``[0]*n + [1]*n + ... + [K-1]*n`` (int32)."""
+    num_classes = check_int(num_classes, "num_classes", minimum=1)
+    per_class = check_int(per_class, "per_class", minimum=1)
     return np.repeat(np.arange(num_classes, dtype=np.int32), per_class)
 
 
@@ -253,7 +275,10 @@ def zero_regularisation_check(
     """
     K, n = num_classes, per_class
     labels = balanced_labels(K, n)
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
+    budgets = [check_int(b, f"budgets[{i}]", minimum=0) for i, b in enumerate(budgets)]
+    init_scale = positive_number(init_scale, "init_scale")
+    lr = positive_number(lr, "lr")
     p = ufm.ClassificationUFM(labels, K, 0.0, 0.0, feature_dim, loss=loss, bias="none")
     init = ufm.Params(*(x * init_scale / 0.1 for x in p.default_init(key)))
     if loss == "mse":

@@ -42,7 +42,7 @@ import numpy as np
 
 import ufm
 from ufm._linalg import eigh_desc
-from ufm._validate import is_concrete
+from ufm._validate import check_int, check_key, float_array, is_concrete, positive_number
 
 
 class RegressionOptimum(NamedTuple):
@@ -83,6 +83,9 @@ class RegressionOptimum(NamedTuple):
 
 
 def _check_positive(problem: ufm.RegressionUFM) -> None:
+    if not isinstance(problem, ufm.RegressionUFM):
+        raise TypeError(f"problem must be a ufm.RegressionUFM, got {type(problem).__name__}")
+    problem.check_unbatched()
     for name in ("lambda_H", "lambda_W"):
         v = getattr(problem, name)
         if is_concrete(v) and float(v) <= 0:
@@ -196,14 +199,21 @@ def zero_regularisation_check(
     keep the features' energy outside the ``n``-dimensional principal subspace (NRC1 > 0);
     with ``lambda > 0`` every minimiser is collapsed (NRC1 = 0). Needs ``feature_dim > n``.
     """
-    Y = jnp.asarray(targets)
+    Y = float_array(targets, "targets")
+    if Y.ndim != 2:
+        raise ValueError(f"targets must be a 2-D array of shape (M, n), got shape {Y.shape}")
     M, n = Y.shape
+    feature_dim = check_int(feature_dim, "feature_dim", minimum=1)
+    num_inits = check_int(num_inits, "num_inits", minimum=1)
+    max_steps = check_int(max_steps, "max_steps", minimum=0)
+    lambda_positive = positive_number(lambda_positive, "lambda_positive")
+    init_scale = positive_number(init_scale, "init_scale")
     if feature_dim <= n:
         raise ValueError(
             f"feature_dim must exceed n = {n} for features to have room outside the principal "
             f"subspace, got {feature_dim}"
         )
-    key = jax.random.PRNGKey(0) if key is None else key
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     keys = jax.random.split(key, num_inits)
     dt = Y.dtype
 

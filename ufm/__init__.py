@@ -2,7 +2,8 @@
 
 Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (n, d)``):
 
-* problems: :class:`RegressionUFM`, :class:`ClassificationUFM`, :func:`stack`, :class:`Params`;
+* problems (:mod:`ufm.problems`): :class:`RegressionUFM`, :class:`ClassificationUFM`,
+  :class:`DeepUFM` (variables :class:`DeepParams`), :func:`stack`, :class:`Params`;
 * solving: :func:`solve` -> :class:`Solution` with a :class:`Status`; solvers :class:`Exact`,
   :class:`LBFGS`, :class:`OptaxSolver` (or any optax optimiser);
 * normalisations: :func:`convert_lambdas`;
@@ -10,12 +11,10 @@ Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (
 """
 
 from . import metrics as metrics
-from ._classification import ClassificationUFM as ClassificationUFM
+from . import plot as plot
 from ._normalisation import CONVENTIONS as CONVENTIONS
 from ._normalisation import convert_lambdas as convert_lambdas
-from ._problem import Params as Params
-from ._problem import RegressionUFM as RegressionUFM
-from ._problem import stack as stack
+from ._solution import Restarts as Restarts
 from ._solution import Solution as Solution
 from ._solution import Status as Status
 from ._solution import Trajectory as Trajectory
@@ -24,17 +23,31 @@ from ._solve import solve as solve
 from ._solvers import LBFGS as LBFGS
 from ._solvers import Exact as Exact
 from ._solvers import OptaxSolver as OptaxSolver
+from ._sweep import SweepTable as SweepTable
+from ._sweep import sweep as sweep
+from ._sweep_shard import shard_samples as shard_samples
+from ._types import Params as Params
+from .problems import ClassificationUFM as ClassificationUFM
+from .problems import DeepParams as DeepParams
+from .problems import DeepUFM as DeepUFM
+from .problems import Problem as Problem
+from .problems import RegressionUFM as RegressionUFM
+from .problems import stack as stack
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CONVENTIONS",
     "ClassificationUFM",
+    "DeepParams",
+    "DeepUFM",
     "Exact",
     "LBFGS",
     "OptaxSolver",
     "Params",
+    "Problem",
     "RegressionUFM",
+    "Restarts",
     "Solution",
     "Status",
     "Trajectory",
@@ -43,4 +56,8 @@ __all__ = [
     "solve",
     "stack",
     "status_messages",
+    "SweepTable",
+    "plot",
+    "shard_samples",
+    "sweep",
 ]

@@ -37,23 +37,17 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
-from ._problem import Params
-
-
-class MSEData(NamedTuple):
-    """What an MSE problem hands the exact solver (see the module docstring)."""
-
-    targets: jax.Array  # (N, n)
-    ridge: jax.Array  # rho
-    lambda_W: jax.Array
-    lambda_b: jax.Array  # used only when bias == "reg"
-    bias: str  # "none" | "free" | "reg" (static)
+from ._types import MSEData, Params
 
 
 class Reduced(NamedTuple):
-    Sigma: jax.Array  # (n, n) centred covariance over N
-    mean: jax.Array  # (n,)
+    """The data summary of the reduced problem, in an orthonormal basis ``U`` of the output
+    space (``U = None``: the standard basis)."""
+
+    Sigma: jax.Array  # (n, n) centred covariance over N (diagonal in the basis U)
+    mean: jax.Array  # (n,) in the basis U
     Q: jax.Array  # (r, d) orthonormal rows
+    U: jax.Array | None = None  # (n, n) orthogonal; W = U A Q
 
 
 def _solve_bias(K, red: Reduced, data: MSEData) -> jax.Array:
@@ -82,16 +76,24 @@ def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
     return val
 
 
-def setup(data: MSEData, feature_dim: int, key: jax.Array, init: Params | None):
+def setup(data: MSEData, key: jax.Array, init: Params | None):
     """Return ``(Reduced, A0)``: data summary, fixed row basis ``Q`` and the starting ``A``."""
     Y = data.targets
+    feature_dim = data.feature_dim
     N, n = Y.shape
     r = min(n, feature_dim)
     dtype = Y.dtype
     mean = jnp.mean(Y, axis=0)
     Yc = Y - mean
     Sigma = Yc.T @ Yc / N
-    Sigma = 0.5 * (Sigma + Sigma.T)
+    # Work in Sigma's eigenbasis with the eigenvalues at rounding level set to exactly 0. In the
+    # standard basis the rounding noise of a (numerically) null direction, ~eps ||Sigma||, is
+    # amplified by K^{-1} ~ 1/rho there and puts a floor of ~eps ||Sigma|| / f* under the
+    # relative accuracy of the objective: at lambda = 1e-12 (one-hot targets, free bias) it
+    # stopped the stationarity test from ever holding.
+    w, U = jnp.linalg.eigh(0.5 * (Sigma + Sigma.T))
+    w = jnp.where(w > max(n, 10) * jnp.finfo(dtype).eps * w[-1], w, 0.0)
+    Sigma, mean = jnp.diag(w), U.T @ mean
     if init is None:
         kq, ka = jax.random.split(key)
         Q, _ = jnp.linalg.qr(jax.random.normal(kq, (feature_dim, r), dtype))
@@ -101,15 +103,81 @@ def setup(data: MSEData, feature_dim: int, key: jax.Array, init: Params | None):
         A0 = jnp.sqrt(s2 / r) * jax.random.normal(ka, (n, r), dtype)
     else:
         Q, _ = jnp.linalg.qr(init.W.T)
-        A0 = init.W @ Q
-    return Reduced(Sigma, mean, Q.T), A0
+        A0 = U.T @ (init.W @ Q)
+    return Reduced(Sigma, mean, Q.T, U), A0
 
 
 def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
-    """``W = A Q``, ``b = b*(W)``, ``H = (Y - b) K^{-1} W`` (cost ``O(N n d)``)."""
+    """``W = U A Q``, ``b = U b*(A)``, ``H = (Y - b) U K^{-1} A Q`` with ``K = A A^T + rho I``
+    (cost ``O(N n d)``)."""
     n = A.shape[0]
-    W = A @ red.Q
+    U = jnp.eye(n, dtype=A.dtype) if red.U is None else red.U
     K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+    b = U @ _solve_bias(K, red, data)
+    AQ = jsl.cho_solve(jsl.cho_factor(K, lower=True), A) @ red.Q
+    H = ((data.targets - b) @ U) @ AQ
+    return Params(H, U @ A @ red.Q, b)
+
+
+# ---------------------------------------------------------------------------------------------
+# The n x n path of ufm.sweep: nothing of size N or d per point.
+# ---------------------------------------------------------------------------------------------
+
+
+class ReducedOptimum(NamedTuple):
+    r"""What a table row needs at ``W = U A Q`` with ``H``, ``b`` at their exact minimisers,
+    from ``n x n`` quantities only (``Z_b = Y - 1 b^T`` is never formed). In the basis ``U``
+    (where :func:`setup` works), with ``K = A A^T + rho I``, ``B = K^{-1}`` and
+    ``z_i = U^T (y_i - b)``: ``h_i = Q^T A^T B z_i``, so
+
+    * ``W W^T = U A A^T U^T`` and the sample Gram ``H H^T = Z_b U C U^T Z_b^T`` with the core
+      ``C = B A A^T B``;
+    * the residual ``U^T e_i = U^T (W h_i + b - y_i) = -rho B z_i``, so ``grad_Z data = E/N``
+      has ``G^T G = (rho^2 / N) U B S_b B U^T`` with the second moment
+      ``S_b = U^T Z_b^T Z_b U / N = Sigma + (ybar - b)(ybar - b)^T``. The certificate of
+      ``ufm/_certificate.py`` is ``||G||_op / sqrt(lambda_W rho / N) - 1`` (the factor penalty
+      ``sqrt(beta_W beta_H)`` of every MSE UFM here is ``sqrt(lambda_W rho / N)``).
+
+    Fields are in the standard basis.
+    """
+
+    WWT: jax.Array  # (n, n)
+    bias: jax.Array  # (n,)
+    inverse: jax.Array  # (n, n) U B U^T
+    gram_core: jax.Array  # (n, n) U C U^T: H H^T = Z_b (U C U^T) Z_b^T
+    second_moment: jax.Array  # (n, n) Z_b^T Z_b / N
+    violation: jax.Array  # certificate: <= 0 up to rounding at a global minimum
+    applicable: jax.Array  # whether the certificate applies (bool)
+
+
+def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int) -> ReducedOptimum:
+    """:class:`ReducedOptimum` at ``A`` (cost ``O(n^3)``, independent of ``N`` and ``d``)."""
+    n = A.shape[0]
+    eye = jnp.eye(n, dtype=A.dtype)
+    U = eye if red.U is None else red.U
+    AAT = A @ A.T
+    K = AAT + data.ridge * eye
     b = _solve_bias(K, red, data)
-    H = (data.targets - b) @ jsl.cho_solve(jsl.cho_factor(K, lower=True), W)
-    return Params(H, W, b)
+    z = red.mean - b
+    S = red.Sigma + jnp.outer(z, z)
+    B = jsl.cho_solve(jsl.cho_factor(K, lower=True), eye)
+    B = 0.5 * (B + B.T)
+    core = B @ AAT @ B
+    gtg = data.ridge**2 / num_samples * (B @ S @ B)
+    top = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(0.5 * (gtg + gtg.T))[-1], 0.0))
+    penalty = jnp.sqrt(data.lambda_W * data.ridge / num_samples)
+    viol = top / jnp.where(penalty > 0, penalty, 1.0) - 1.0
+    if data.feature_dim >= n:
+        applicable = jnp.ones((), bool)
+    else:
+        ev = jnp.linalg.eigvalsh(0.5 * (AAT + AAT.T))
+        tol = jnp.sqrt(jnp.finfo(ev.dtype).eps) * jnp.maximum(ev[-1], 0.0)
+        applicable = jnp.sum(ev > tol) < data.feature_dim
+
+    def rot(X):
+        X = U @ X @ U.T
+        return 0.5 * (X + X.T)
+
+    return ReducedOptimum(
+        rot(AAT), U @ b, rot(B), rot(core), rot(S), viol, applicable & (penalty > 0)
+    )

@@ -3,10 +3,18 @@
 Every solver in :mod:`ufm` runs through :func:`iterate`. An iterate ``y`` (any pytree) is
 advanced by an optax transformation until
 
-* the gradient-norm test ``||g||_2 <= atol + rtol * min(|f|, |f_0|)`` holds after at least one
-  step (``successful``;
-  ``f_0`` is the objective at the start, so a diverging run whose ``|f|`` explodes can never
-  pass the test),
+* the scale-free stationarity test
+
+      ||g||_2 max(||y||_2, ||y_0||_2) <= atol + rtol min(|f|, |f_0|)
+
+  holds after at least one step (``successful``). The left side bounds the first-order change
+  of ``f`` when every variable moves by its own size (``|g . y|``), so the test is invariant
+  when the data or the lambdas are rescaled (``f`` and ``g y`` scale together): ``rtol`` is a
+  relative accuracy of the objective's first-order model at every scale. ``f_0`` and ``y_0``
+  are the objective and the iterate at the start, so neither a diverging run whose ``|f|``
+  explodes nor an iterate that shrinks towards a stationary origin passes the test by its own
+  smallness. ``atol`` (default 0, in units of ``f``) is for problems whose optimal value is 0
+  (zero regularisation), where no relative test can hold,
 * ``max_steps`` steps were taken (``max_steps_reached``),
 * ``f`` or ``g`` is NaN/inf (``nonfinite``), or
 * the update is exactly zero while the test fails, i.e. a line search can make no progress
@@ -43,9 +51,9 @@ class _Carry(NamedTuple):
     status: jax.Array
 
 
-def _classify(f, f0, gnorm, rtol, atol, zero_update=None):
+def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
     finite = jnp.isfinite(f) & jnp.isfinite(gnorm)
-    converged = gnorm <= atol + rtol * jnp.minimum(jnp.abs(f), jnp.abs(f0))
+    converged = gnorm * yscale <= atol + rtol * jnp.minimum(jnp.abs(f), jnp.abs(f0))
     status = jnp.where(converged, Status.successful, _RUNNING)
     if zero_update is not None:
         status = jnp.where(zero_update & ~converged, Status.stalled, status)
@@ -91,6 +99,7 @@ def iterate(
     state0 = optimizer.init(y0)
     f0, g0 = value_and_grad(y0)
     gnorm0 = optax.tree.norm(g0)
+    ynorm0 = optax.tree.norm(y0)
     # The stopping test is skipped at step 0 (as in optimistix): an init at a stationary point
     # that is not a minimum (e.g. W = 0, a strict saddle) must not end as "successful".
     finite0 = jnp.isfinite(f0) & jnp.isfinite(gnorm0)
@@ -102,8 +111,10 @@ def iterate(
         y = optax.apply_updates(c.y, updates)
         f, g = value_and_grad_new(y, state=state)
         gnorm = optax.tree.norm(g)
+        yscale = jnp.maximum(optax.tree.norm(y), ynorm0)
         zero = jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(updates)]))
-        return _Carry(y, state, f, g, gnorm, c.step + 1, _classify(f, f0, gnorm, rtol, atol, zero))
+        status = _classify(f, f0, gnorm, yscale, rtol, atol, zero)
+        return _Carry(y, state, f, g, gnorm, c.step + 1, status)
 
     def run_until(c: _Carry, limit) -> _Carry:
         return jax.lax.while_loop(lambda c: (c.status == _RUNNING) & (c.step < limit), body, c)
@@ -115,7 +126,8 @@ def iterate(
         num = max_steps // record_every + 2
         first = record_fn(carry.y, carry.step)
         bufs = jax.tree_util.tree_map(
-            lambda v: jnp.full((num,), jnp.nan, jnp.result_type(v)).at[0].set(v), first
+            lambda v: jnp.full((num, *jnp.shape(v)), jnp.nan, jnp.result_type(v)).at[0].set(v),
+            first,
         )
         steps = jnp.full((num,), -1, jnp.int32).at[0].set(0)
 

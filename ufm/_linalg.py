@@ -1,9 +1,22 @@
-"""Small numerical helpers: symmetric eigen-decompositions, safe norms, spectral functions."""
+"""Small numerical helpers: symmetric eigen-decompositions, safe norms, spectral functions.
+
+NaN in, NaN out: every helper here that guards a division or a square root against 0 leaves a
+NaN (and, where a result cannot be defined, an inf) as NaN. A comparison with NaN is False, so
+the usual ``where(x > 0, f(x), 0)`` silently turns NaN into 0; the helpers below test for it.
+The guarded branches keep a finite gradient (exactly 0 at ``x = 0``).
+"""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def mm(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Matrix product at full float32 precision on accelerators (no TF32/bf16 passes)."""
+    return jnp.matmul(a, b, precision=HIGHEST)
 
 
 def sym(A: jax.Array) -> jax.Array:
@@ -24,23 +37,72 @@ def spectral_fn(A: jax.Array, fn) -> jax.Array:
 
 
 def safe_norm(x: jax.Array) -> jax.Array:
-    """Frobenius norm with a gradient that is finite (0) at ``x = 0``."""
+    """Frobenius norm with a gradient that is finite (exactly 0) at ``x = 0``; NaN stays NaN."""
     sq = jnp.sum(x**2)
     pos = sq > 0
-    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), 0.0)
+    # The fallback is ``sq`` itself: 0 at x = 0 (gradient 2x = 0), NaN when x holds a NaN.
+    return jnp.where(pos, jnp.sqrt(jnp.where(pos, sq, 1.0)), sq)
 
 
 def safe_normalise(x: jax.Array) -> jax.Array:
-    """``x / ||x||_F``, and 0 where ``x = 0``."""
+    """``x / ||x||_F``; 0 where ``x = 0``; all NaN where the norm is NaN or infinite."""
     n = safe_norm(x)
-    return x / jnp.where(n > 0, n, 1.0)
+    out = x / jnp.where(n > 0, n, 1.0)
+    return jnp.where(jnp.isfinite(n), out, jnp.nan)
 
 
 def safe_normalise_rows(X: jax.Array) -> jax.Array:
-    """Each row divided by its Euclidean norm; zero rows stay zero (with a finite gradient)."""
+    """Each row divided by its Euclidean norm; zero rows stay zero (with a finite gradient);
+    a row whose norm is NaN or infinite becomes all NaN."""
     sq = jnp.sum(X**2, axis=-1, keepdims=True)
     pos = sq > 0
-    return X / jnp.sqrt(jnp.where(pos, sq, 1.0))
+    out = X / jnp.sqrt(jnp.where(pos, sq, 1.0))
+    return jnp.where(jnp.isfinite(sq), out, jnp.nan)
+
+
+def safe_div(a: jax.Array, b: jax.Array) -> jax.Array:
+    """``a / b`` for ``b >= 0``, with ``0`` where ``b == 0`` and NaN where ``a`` or ``b`` is NaN.
+
+    For ratios that are 0/0 only at a degenerate but legitimate point (all features equal, a
+    zero matrix), where 0 is the documented convention. The 0-branch has gradient 0.
+    """
+    pos = b > 0
+    fallback = jnp.where(jnp.isnan(b), jnp.nan, 0.0 * a)
+    return jnp.where(pos, a / jnp.where(pos, b, 1.0), fallback)
+
+
+def inv_above(e: jax.Array, cut: jax.Array, power: float = 1.0) -> jax.Array:
+    """``e**(-power)`` where ``e > cut``, 0 where ``e <= cut`` (a pseudo-inverse cut-off), NaN
+    where ``e`` or ``cut`` is NaN: an eigenvalue cut-off never drops a NaN silently."""
+    keep = e > cut
+    val = jnp.where(keep, e, 1.0) ** (-power)
+    bad = jnp.isnan(e) | jnp.isnan(cut)
+    return jnp.where(keep, val, jnp.where(bad, jnp.nan, 0.0))
+
+
+def relative_cut(e: jax.Array, size: int) -> jax.Array:
+    """The usual relative cut-off ``size * eps * max(e_max, 0)`` for descending eigenvalues
+    ``e`` (NaN if ``e_max`` is NaN)."""
+    return size * eps_of(e) * jnp.maximum(e[0], 0.0)
+
+
+def all_finite(*arrays) -> jax.Array:
+    """Scalar bool: every entry of every given array (``None`` skipped) is finite."""
+    ok = jnp.asarray(True)
+    for x in arrays:
+        if x is not None:
+            ok = ok & jnp.all(jnp.isfinite(x))
+    return ok
+
+
+def nan_unless_finite(out, *arrays):
+    """``out`` (any pytree of float arrays) where every input array is finite, else all NaN.
+
+    Metrics end with this: discrete steps (argmax, eigenvalue cut-offs) and arithmetic with inf
+    can produce finite numbers from non-finite input, which would read as a real measurement.
+    """
+    ok = all_finite(*arrays)
+    return jax.tree_util.tree_map(lambda v: jnp.where(ok, v, jnp.nan), out)
 
 
 def eps_of(x: jax.Array) -> jax.Array:

@@ -36,7 +36,13 @@ Named conventions (:data:`CONVENTIONS`):
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
+
+import jax
+import numpy as np
+
+from ._validate import check_finite, check_int, check_real_dtype, is_concrete
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,12 +86,37 @@ CONVENTIONS: dict[str, Convention] = {
 def _convention(convention: str | Convention) -> Convention:
     if isinstance(convention, Convention):
         return convention
+    if not isinstance(convention, str):
+        raise TypeError(
+            f"convention must be one of {sorted(CONVENTIONS)} or a ufm.Convention, got "
+            f"{convention!r} of type {type(convention).__name__}"
+        )
     if convention not in CONVENTIONS:
         raise ValueError(
             f"convention must be one of {sorted(CONVENTIONS)} or a ufm.Convention, "
             f"got {convention!r}"
         )
     return CONVENTIONS[convention]
+
+
+def _lambda(x, name: str):
+    """A lambda to convert: a real number or a numpy/JAX array of them (converted element by
+    element), >= 0 and finite when concrete; returned as given."""
+    if isinstance(x, bool | np.bool_) or not isinstance(
+        x, int | float | np.integer | np.floating | np.ndarray | jax.Array
+    ):
+        raise TypeError(
+            f"{name} must be a real number or a numpy/JAX array of them, got {x!r} of type "
+            f"{type(x).__name__}"
+            + (" (use np.asarray for several values)" if isinstance(x, list | tuple) else "")
+        )
+    if isinstance(x, np.ndarray | jax.Array):
+        check_real_dtype(x.dtype, name, allow_bool=False, allow_low=True)
+    if is_concrete(x):
+        check_finite(np.asarray(x), name)
+        if np.any(np.asarray(x) < 0):
+            raise ValueError(f"{name} must be >= 0, got {x!r}")
+    return x
 
 
 def convert_lambdas(
@@ -107,22 +138,33 @@ def convert_lambdas(
     Returns ``(lambda_H, lambda_W, objective_scale)`` with
     ``their objective = objective_scale * ufm's objective`` at every ``(H, W, b)``.
 
+    ``lambda_H``, ``lambda_W``: real numbers >= 0 or numpy/JAX arrays of them (converted
+    element by element; not lists or strings); ``num_samples``, ``target_dim``: ints >= 1
+    (numpy integers accepted).
+
     Example::
 
         lH, lW, _ = ufm.convert_lambdas(1e-3, 1e-3, "element_mean", num_samples=M, target_dim=n)
         problem = ufm.RegressionUFM(Y, lH, lW, feature_dim=256)
     """
     targets = {"regression": "andriopoulos2024", "classification": "feature_penalty_sum"}
-    if to not in targets:
+    if not isinstance(to, str) or to not in targets:
         raise ValueError(f"to must be 'regression' or 'classification', got {to!r}")
     conv, ours = _convention(convention), CONVENTIONS[targets[to]]
-    M, n = num_samples, target_dim
-    if not isinstance(M, int) or M < 1:
-        raise ValueError(f"num_samples must be an int >= 1, got {M!r}")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"target_dim must be an int >= 1, got {n!r}")
+    M = check_int(num_samples, "num_samples", minimum=1)
+    n = check_int(target_dim, "target_dim", minimum=1)
+    lambda_H = _lambda(lambda_H, "lambda_H")
+    lambda_W = _lambda(lambda_W, "lambda_W")
     # Scale their objective by s = a*/a so that the data terms agree, then match the penalties.
     a, a_H, a_W = conv.data(M, n), conv.feature(M, n), conv.weight(M, n)
+    for name, v in (("data", a), ("feature", a_H), ("weight", a_W)):
+        if not (
+            isinstance(v, int | float | np.integer | np.floating) and math.isfinite(v) and v > 0
+        ):
+            raise ValueError(
+                f"convention {convention!r}: its {name} coefficient at (M, n) = ({M}, {n}) must "
+                f"be a finite number > 0, got {v!r}"
+            )
     s = ours.data(M, n) / a
     lH = s * a_H * lambda_H / ours.feature(M, n)
     lW = s * a_W * lambda_W / ours.weight(M, n)

@@ -8,8 +8,6 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ._problem import Params
-
 
 class Status(enum.IntEnum):
     """How a solve ended. ``Solution.status`` holds these codes as an int32 array (one per
@@ -29,10 +27,11 @@ class Status(enum.IntEnum):
 
 _MESSAGES = {
     Status.successful: (
-        "converged: the gradient-norm test ||g|| <= atol + rtol min(|f|, |f_0|) holds"
+        "converged: the stationarity test ||g|| max(||y||, ||y_0||) <= atol + rtol min(|f|, |f_0|) "
+        "holds"
     ),
     Status.max_steps_reached: (
-        "stopped at max_steps before the gradient-norm test held: increase max_steps, use a "
+        "stopped at max_steps before the stationarity test held: increase max_steps, use a "
         "faster solver (the exact solver or L-BFGS), or loosen rtol/atol"
     ),
     Status.nonfinite: (
@@ -49,7 +48,7 @@ _MESSAGES = {
         "lambda, labels outside [0, K) or an empty class): fix the inputs"
     ),
     Status.stalled: (
-        "the line search could make no further progress before the gradient-norm test held: "
+        "the line search could make no further progress before the stationarity test held: "
         "the accuracy is limited by floating-point precision (use float64) or rtol is too tight"
     ),
 }
@@ -76,11 +75,33 @@ class Trajectory(NamedTuple):
         return out
 
 
+class Restarts(NamedTuple):
+    """The spread of a solve with ``restarts=R``: every restart's final loss and status
+    (shape ``(R,)``, with a leading batch axis under vmap). ``best`` is the index returned."""
+
+    losses: jax.Array
+    statuses: jax.Array
+    best: jax.Array
+
+    @property
+    def success_rate(self) -> jax.Array:
+        """Fraction of restarts that ended ``successful``."""
+        return (self.statuses == Status.successful).mean(axis=-1)
+
+
 class Solution(NamedTuple):
     """Output of :func:`ufm.solve`.
 
+    What ``successful`` promises: the solver's stationarity test held (a stationary point to
+    the documented tolerance) and, for the one-layer UFMs, the global-optimality certificate of
+    ``ufm/_certificate.py`` passed where it applies (a stationary point that fails it ends
+    ``saddle``). For a problem without such a certificate (:class:`ufm.DeepUFM`, whose
+    landscape has spurious local minima), ``successful`` means a stationary point that passed
+    the stopping test, never more: use ``restarts`` and compare with :mod:`theory`.
+
     Attributes:
-        params: ``Params(H, W, b)`` in the problem's own variables (samples first).
+        params: the problem's variables (``ufm.Params(H, W, b)`` for the one-layer UFMs,
+            ``ufm.DeepParams(H, Ws, b)`` for deep ones), samples first.
         loss: the objective at ``params``, in the problem's normalisation.
         grad_norm: Euclidean norm of the gradient in the solver's coordinates at the last
             iterate (preconditioned variables for gradient solvers, the reduced ``n x r``
@@ -88,14 +109,16 @@ class Solution(NamedTuple):
         num_steps: solver steps taken.
         status: a :class:`Status` code (int32 array).
         trajectory: a :class:`Trajectory` when ``record_every`` was given, else ``None``.
+        restarts: :class:`Restarts` when ``restarts`` was given, else ``None``.
     """
 
-    params: Params
+    params: object
     loss: jax.Array
     grad_norm: jax.Array
     num_steps: jax.Array
     status: jax.Array
     trajectory: Trajectory | None = None
+    restarts: Restarts | None = None
 
     @property
     def succeeded(self) -> jax.Array:

@@ -8,18 +8,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._certificate import violation
-from ._classification import ClassificationUFM
 from ._iterate import iterate
-from ._problem import Params, RegressionUFM
-from ._solution import Solution, Status, Trajectory
+from ._solution import Restarts, Solution, Status, Trajectory
 from ._solvers import resolve_solver
-from ._validate import check_finite, check_shape, is_concrete
+from ._validate import check_int, is_concrete
+from .problems._base import Problem
 
 # Relative tolerance of the global-optimality certificate (ufm/_certificate.py).
 _CERTIFICATE_RTOL = 1e-2
-# Default tolerances of the gradient-norm test ||g|| <= atol + rtol min(|f|, |f_0|), by precision.
-_DEFAULT_TOL = {8: (1e-10, 1e-14), 4: (1e-5, 1e-8)}
+# Default (rtol, atol) of the scale-free stationarity test of ``ufm/_iterate.py``, by precision.
+_DEFAULT_TOL = {8: (1e-10, 0.0), 4: (1e-5, 0.0)}
 
 
 def _record_fn(problem, to_params, extra):
@@ -33,8 +31,7 @@ def _record_fn(problem, to_params, extra):
     return record
 
 
-@functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "record"))
-def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, record):
+def _solve_one(problem, solver, key, init, rtol, atol, max_steps, record_every, record):
     fn, y0, to_params = solver.setup(problem, key, init)
     y, _, gnorm, steps, status, records = iterate(
         fn,
@@ -47,13 +44,21 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, 
         record_every=record_every,
         record_fn=None if record_every is None else _record_fn(problem, to_params, record),
     )
-    params = to_params(y)
+    traj = None
+    if records is not None:
+        rec_steps, vals = records
+        traj = Trajectory(rec_steps, vals["loss"], vals["metrics"])
+    return _finalize(problem, to_params(y), gnorm, steps, status, traj)
+
+
+def _finalize(problem, params, gnorm, steps, status, traj=None) -> Solution:
+    """The loss in the problem's variables and the final status (certificate, validity)."""
     loss = problem.objective(params)
     # The objective in the original variables can be non-finite where the solver's was not
     # (e.g. the exact solver's ridge recovery); never report success then.
     status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite)
-    # A stationary point is not enough: check global optimality where the test applies.
-    viol, applicable = violation(problem, params)
+    # A stationary point is not enough: check global optimality where the problem has a test.
+    viol, applicable = problem.certificate(params)
     status = jnp.where(
         (status == Status.successful) & applicable & (viol > _CERTIFICATE_RTOL),
         Status.saddle,
@@ -61,78 +66,90 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, 
     )
     # Values that could not be checked while tracing (e.g. a negative lambda under vmap).
     status = jnp.where(problem.valid(), status, Status.invalid_input)
-    status = status.astype(jnp.int32)
-    traj = None
-    if records is not None:
-        rec_steps, vals = records
-        traj = Trajectory(rec_steps, vals["loss"], vals["metrics"])
-    return Solution(params, loss, gnorm, steps, status, traj)
+    return Solution(params, loss, gnorm, steps, status.astype(jnp.int32), traj)
 
 
-def _check_unbatched(problem) -> None:
-    data = problem.targets if isinstance(problem, RegressionUFM) else problem.labels
-    expected = 2 if isinstance(problem, RegressionUFM) else 1
-    if data.ndim != expected or any(jnp.ndim(v) != 0 for v in (problem.lambda_H, problem.lambda_W)):
-        raise ValueError(
-            "problem is batched (stacked with ufm.stack?): solve one instance per call and batch "
-            "with jax.vmap, e.g. jax.vmap(ufm.solve)(problems)"
-        )
+# Staged solvers (the exact solver): the loop runs on a small summary of the data and is
+# compiled on its own, so a new number of samples recompiles only the cheap set-up and recovery.
+_prepare_jit = jax.jit(lambda solver, problem, key, init: solver.prepare(problem, key, init))
 
 
-def _check_init(init, problem) -> Params | None:
-    if init is None:
-        return None
-    if not isinstance(init, Params):
-        if isinstance(init, tuple | list) and len(init) == 3:
-            init = Params(*init)
-        else:
-            raise TypeError(f"init must be a ufm.Params(H, W, b) or None, got {type(init)}")
-    M, n, d = problem.num_samples, problem.target_dim, problem.feature_dim
-    dt = problem.dtype
-    init = Params(*(jnp.asarray(x, dt) for x in init))
-    check_shape(init.H, (M, d), "init.H", f"(M, d) = ({M}, {d})")
-    check_shape(init.W, (n, d), "init.W", f"(n, d) = ({n}, {d})")
-    check_shape(init.b, (n,), "init.b", f"(n,) = ({n},)")
-    for name, x in zip(("init.H", "init.W", "init.b"), init, strict=True):
-        check_finite(x, name)
-    return init
+@functools.partial(jax.jit, static_argnames=("max_steps",))
+def _loop_jit(solver, summary, y0, rtol, atol, max_steps):
+    y, _, gnorm, steps, status, _ = iterate(
+        functools.partial(solver.reduced_objective, summary=summary),
+        solver.optimizer(),
+        y0,
+        max_steps=max_steps,
+        rtol=rtol,
+        atol=atol,
+        reuse_linesearch_value=solver.reuse_linesearch_value,
+    )
+    return y, gnorm, steps, status
+
+
+@jax.jit
+def _finish_jit(solver, problem, summary, y, gnorm, steps, status):
+    return _finalize(problem, solver.recover(problem, summary, y), gnorm, steps, status)
+
+
+@functools.partial(jax.jit, static_argnames=("max_steps", "record_every", "record", "restarts"))
+def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, record, restarts):
+    args = (rtol, atol, max_steps, record_every, record)
+    if restarts is None:
+        return _solve_one(problem, solver, key, init, *args)
+    keys = jax.random.split(key, restarts)
+    sols = jax.vmap(lambda k: _solve_one(problem, solver, k, None, *args))(keys)
+    # The best finite loss; a non-finite or invalid run never wins over a finite one.
+    ranked = jnp.where(
+        jnp.isfinite(sols.loss) & (sols.status != Status.invalid_input), sols.loss, jnp.inf
+    )
+    best = jnp.argmin(ranked)
+    pick = jax.tree_util.tree_map(lambda x: x[best], sols)
+    return pick._replace(restarts=Restarts(sols.loss, sols.status, best.astype(jnp.int32)))
 
 
 def solve(
-    problem: RegressionUFM | ClassificationUFM,
+    problem: Problem,
     solver=None,
     *,
     key: jax.Array | None = None,
-    init: Params | None = None,
+    init=None,
     max_steps: int | None = None,
     rtol=None,
     atol=None,
     record_every: int | None = None,
     record=None,
+    restarts: int | None = None,
     throw: bool = False,
 ) -> Solution:
     """Minimise a UFM objective.
 
     Args:
-        problem: :class:`ufm.RegressionUFM` or :class:`ufm.ClassificationUFM` (batch with
-            :func:`ufm.stack` and ``jax.vmap`` over this function).
-        solver: ``None`` (the exact solver for MSE problems with lambdas > 0, else L-BFGS),
-            ``"exact"``, ``"lbfgs"``, any
-            ``optax.GradientTransformation`` (wrapped in :class:`ufm.OptaxSolver`, feature block
-            preconditioned) or a solver object (:class:`ufm.Exact`, :class:`ufm.LBFGS`,
-            :class:`ufm.OptaxSolver`).
+        problem: a ufm problem (:class:`ufm.RegressionUFM`, :class:`ufm.ClassificationUFM`,
+            :class:`ufm.DeepUFM`); batch with :func:`ufm.stack` and ``jax.vmap`` over this
+            function.
+        solver: ``None`` (the exact solver where the problem supports it and its lambdas are
+            > 0, else L-BFGS), ``"exact"``, ``"lbfgs"``, any ``optax.GradientTransformation``
+            (wrapped in :class:`ufm.OptaxSolver`, preconditioned) or a solver object
+            (:class:`ufm.Exact`, :class:`ufm.LBFGS`, :class:`ufm.OptaxSolver`).
         key: PRNG key for the random initialisation (default ``jax.random.PRNGKey(0)``).
-        init: starting ``Params(H, W, b)``; default ``H, W ~ N(0, 0.1^2)``, ``b = 0`` (the exact
-            solver uses only ``init.W``).
+        init: the starting variables (``ufm.Params(H, W, b)`` or ``ufm.DeepParams(H, Ws, b)``);
+            default: the problem's ``default_init(key)`` (the exact solver uses only ``W``).
         max_steps: step budget (default: the solver's ``default_max_steps``).
-        rtol, atol: the stopping test ``||g||_2 <= atol + rtol min(|f|, |f_0|)`` on the solver's
-            gradient (``f_0``: objective at the start); defaults ``(1e-10, 1e-14)`` in float64
-            and ``(1e-5, 1e-8)`` in float32.
+        rtol, atol: the scale-free stopping test
+            ``||g|| max(||y||, ||y_0||) <= atol + rtol min(|f|, |f_0|)`` on the solver's
+            variables ``y`` and gradient ``g`` (``ufm/_iterate.py``); defaults ``rtol = 1e-10``
+            in float64 and ``1e-5`` in float32, ``atol = 0`` (in units of the objective; give
+            one for problems whose optimal value is 0, e.g. zero regularisation).
         record_every: record the step, the loss and the problem's collapse metrics (NRC1-3
-            for regression, NC1-4 for classification) inside the jitted loop every this many
-            steps (``Solution.trajectory``).
+            for regression, NC1-4 for classification, layer-wise for deep problems) inside the
+            jitted loop every this many steps (``Solution.trajectory``).
         record: optional ``fn(params) -> dict[str, scalar]`` of extra quantities to record
             with them (e.g. an error against a known optimum); static, compared by identity.
+        restarts: solve this many random initialisations (keys split from ``key``) in one
+            compiled, vmapped call and return the one with the lowest finite loss;
+            ``Solution.restarts`` holds every restart's loss and status. Needs ``init=None``.
         throw: raise ``RuntimeError`` with the status message unless the solve succeeded
             (concrete, unbatched calls only).
 
@@ -140,34 +157,35 @@ def solve(
         A :class:`ufm.Solution`. Statuses are values, never exceptions (unless ``throw``), so a
         vmapped sweep reports one status per instance.
 
-    The function is jitted with ``max_steps`` and ``record_every`` static (and the solver's
-    static settings): new lambdas, targets of the same shape, keys, tolerances or an
-    :class:`ufm.OptaxSolver` factory's hyperparameters never recompile. A successful solve is
-    also checked for global optimality where the certificate of ``ufm/_certificate.py`` applies
-    (``d >= n`` or ``rank W < d``; status ``saddle`` otherwise).
+    The function is jitted with ``max_steps``, ``record_every`` and ``restarts`` static (and
+    the solver's static settings): new lambdas, targets of the same shape, keys, tolerances or
+    an :class:`ufm.OptaxSolver` factory's hyperparameters never recompile. A successful solve
+    is also checked for global optimality where the problem has a certificate (the one-layer
+    UFMs, ``ufm/_certificate.py``; status ``saddle`` when it fails).
     """
-    if not isinstance(problem, RegressionUFM | ClassificationUFM):
+    if not isinstance(problem, Problem):
         raise TypeError(
-            f"problem must be a ufm problem (RegressionUFM, ClassificationUFM), got {type(problem)}"
+            "problem must be a ufm problem (RegressionUFM, ClassificationUFM, DeepUFM), got "
+            f"{type(problem).__name__}"
         )
-    _check_unbatched(problem)
+    problem.check_unbatched()
     solver = resolve_solver(solver, problem)
     solver.check(problem)
-    init = _check_init(init, problem)
-    if max_steps is None:
-        max_steps = solver.default_max_steps
-    if isinstance(max_steps, bool) or not isinstance(max_steps, int | np.integer) or max_steps < 0:
-        raise ValueError(f"max_steps must be an int >= 0, got {max_steps!r}")
-    if record_every is not None and (
-        isinstance(record_every, bool)
-        or not isinstance(record_every, int | np.integer)
-        or record_every < 1
-    ):
-        raise ValueError(f"record_every must be None or an int >= 1, got {record_every!r}")
+    if init is not None:
+        init = problem.check_init(init)
+    max_steps = check_int(
+        solver.default_max_steps if max_steps is None else max_steps, "max_steps", minimum=0
+    )
+    if record_every is not None:
+        record_every = check_int(record_every, "record_every", minimum=1)
     if record is not None and (record_every is None or not callable(record)):
         raise ValueError(
             f"record must be a callable params -> dict and needs record_every, got {record!r}"
         )
+    if restarts is not None:
+        restarts = check_int(restarts, "restarts", minimum=1)
+        if init is not None:
+            raise ValueError("restarts needs init=None: each restart draws its own random init")
     dt = problem.dtype
     d_rtol, d_atol = _DEFAULT_TOL.get(jnp.dtype(dt).itemsize, _DEFAULT_TOL[4])
     tols = []
@@ -180,9 +198,14 @@ def solve(
         tols.append(v)
     if key is None:
         key = jax.random.PRNGKey(0)
-    sol = _solve_jit(
-        problem, solver, key, init, tols[0], tols[1], int(max_steps), record_every, record
-    )
+    if getattr(solver, "staged", False) and record_every is None and restarts is None:
+        summary, y0 = _prepare_jit(solver, problem, key, init)
+        loop = _loop_jit(solver, summary, y0, *tols, max_steps)
+        sol = _finish_jit(solver, problem, summary, *loop)
+    else:
+        sol = _solve_jit(
+            problem, solver, key, init, *tols, max_steps, record_every, record, restarts
+        )
     if throw and is_concrete(sol.status):
         if np.ndim(sol.status) != 0:
             raise ValueError("throw=True needs a single (unbatched) solve")

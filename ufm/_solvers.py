@@ -6,9 +6,10 @@
 * :class:`OptaxSolver` - any ``optax.GradientTransformation`` on all variables: plain gradient
   descent, momentum, Adam (the papers' dynamics).
 
-Preconditioning (on by default for the gradient solvers): each problem names block scales
-``(s_H, s_W)`` (``problem.precondition_scales()``) and the solvers optimise ``H / s_H`` and
-``W / s_W``; ``Solution.params`` is always returned in the original variables. Regression: the
+Preconditioning (on by default for the gradient solvers): each problem names one scalar scale
+per variable block (``problem.precondition_scales()``, a pytree like its variables) and the
+solvers optimise ``params / scales``; ``Solution.params`` is always returned in the original
+variables. Regression: the
 feature block's curvature is ``O(1/M)`` (``lambda_H/M`` plus ``||W||^2/M``) while the weight
 block's is ``O(1)``, so ``(s_H, s_W) = (sqrt(M), 1)``. Classification: ``(sqrt(N), sqrt(N))``
 (see ``ClassificationUFM.precondition_scales``). On (n, d, M) = (3, 256, 10^4),
@@ -33,26 +34,25 @@ import numpy as np
 import optax
 
 from . import _exact
-from ._problem import Params
 from ._validate import is_concrete
 
 
 class _GradientSolver:
-    """Shared part of the solvers that run on all variables ``(H, W, b)``."""
+    """Shared part of the solvers that run on all of a problem's variables."""
 
     precondition: bool = True
 
-    def setup(self, problem, key: jax.Array, init: Params | None):
+    def setup(self, problem, key: jax.Array, init):
+        """``(objective of y, y0, y -> params)`` with ``y = params / scales`` leaf-wise."""
         p0 = problem.default_init(key) if init is None else init
-        s_H, s_W = problem.precondition_scales()
+        scales = problem.precondition_scales()
         if not self.precondition:
-            s_H, s_W = jnp.ones_like(s_H), jnp.ones_like(s_W)
+            scales = jax.tree_util.tree_map(jnp.ones_like, scales)
 
-        def to_params(y) -> Params:
-            G, V, b = y
-            return Params(s_H * G, s_W * V, b if problem.has_bias else jnp.zeros_like(b))
+        def to_params(y):
+            return jax.tree_util.tree_map(lambda s, v: s * v, scales, y)
 
-        y0 = (p0.H / s_H, p0.W / s_W, p0.b)
+        y0 = jax.tree_util.tree_map(lambda s, p: p / s, scales, p0)
         return (lambda y: problem.objective(to_params(y))), y0, to_params
 
     def check(self, problem) -> None:
@@ -167,13 +167,14 @@ class Exact:
     reuse_linesearch_value = True
 
     def check(self, problem) -> None:
-        if not getattr(problem, "is_mse", False):
+        data = problem.exact_data()
+        if data is None:
             raise TypeError(
-                "the exact solver needs an MSE problem (RegressionUFM or ClassificationUFM with "
-                f"loss='mse'), got {problem!r}; use solver='lbfgs' or an optax optimiser"
+                "the exact solver needs an MSE problem with one weight layer (RegressionUFM or "
+                f"ClassificationUFM with loss='mse'), got {problem!r}; use solver='lbfgs' or an "
+                "optax optimiser"
             )
-        for name in ("lambda_H", "lambda_W"):
-            v = getattr(problem, name)
+        for name, v in (("lambda_H", data.ridge), ("lambda_W", data.lambda_W)):
             if is_concrete(v) and jnp.ndim(v) == 0 and float(v) <= 0:
                 raise ValueError(
                     f"the exact solver needs {name} > 0, got {float(v)}; for zero "
@@ -183,13 +184,30 @@ class Exact:
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
         return optax.lbfgs(memory_size=self.memory_size)
 
-    def setup(self, problem, key: jax.Array, init: Params | None):
-        data = problem.mse_data()
-        red, A0 = _exact.setup(data, problem.feature_dim, key, init)
+    # The exact solver is *staged* (``ufm/_solve.py``): ``prepare`` summarises the data,
+    # the loop runs on the summary alone (compiled once per n and r, whatever N is), and
+    # ``recover`` rebuilds H and b.
+    staged = True
+
+    def prepare(self, problem, key: jax.Array, init):
+        """``(summary, A0)``: the data summary (no array of size ``N``) and the start."""
+        data = problem.exact_data()
+        red, A0 = _exact.setup(data, key, init)
+        return (red, data._replace(targets=None)), A0
+
+    def reduced_objective(self, A, summary):
+        red, data = summary
+        return _exact.reduced_objective(A, red, data)
+
+    def recover(self, problem, summary, A):
+        return _exact.recover(A, summary[0], problem.exact_data())
+
+    def setup(self, problem, key: jax.Array, init):
+        summary, A0 = self.prepare(problem, key, init)
         return (
-            lambda A: _exact.reduced_objective(A, red, data),
+            lambda A: self.reduced_objective(A, summary),
             A0,
-            lambda A: _exact.recover(A, red, data),
+            lambda A: self.recover(problem, summary, A),
         )
 
 
@@ -201,8 +219,11 @@ def resolve_solver(solver, problem):
     if solver is None:
         # The exact solver where the problem admits it: MSE objectives with lambdas > 0 (a
         # concrete zero lambda has no unique minimiser; gradient dynamics show which one).
-        zero = any(is_concrete(v) and float(v) == 0 for v in (problem.lambda_H, problem.lambda_W))
-        return Exact() if getattr(problem, "is_mse", False) and not zero else LBFGS()
+        data = problem.exact_data()
+        if data is None:
+            return LBFGS()
+        zero = any(is_concrete(v) and float(v) == 0 for v in (data.ridge, data.lambda_W))
+        return LBFGS() if zero else Exact()
     if isinstance(solver, str):
         if solver not in SOLVER_NAMES:
             raise ValueError(

@@ -11,10 +11,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import check
+from . import check, metrics, sweep
 from .check import default_targets as default_targets
 
-COMMANDS = (check,)
+COMMANDS = (check, metrics, sweep)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -1,14 +1,19 @@
 """``ufm check``: solve a UFM instance and hold it against the closed form.
 
 Exit status: 0 when the solver agrees with the closed form within ``--tol``, 1 when it does not,
-2 for bad arguments.
+2 for bad arguments or a bad ``--targets`` file. Every option is checked before any work
+(:func:`check_arguments`): a bad value is a message naming the option, never a traceback and
+never a solve that runs first and fails later.
 """
 
 from __future__ import annotations
 
+import math
 import time
 
 import numpy as np
+
+from .._validate import check_finite, check_memory, check_real_dtype
 
 DEFAULTS = {"n": 3, "d": 32, "M": 1000, "lambda_H": 0.1, "lambda_W": 0.1, "seed": 0}
 TOL = {"float64": 1e-6, "float32": 1e-4}
@@ -103,24 +108,112 @@ def _bias(text: str):
     if text in ("none", "free"):
         return text
     try:
-        return float(text)
+        value = float(text)
     except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"--bias must be none, free or a number lambda_b >= 0, got {text!r}")
+    return value
+
+
+def load_targets(path: str) -> np.ndarray:
+    """The ``--targets`` file: one real, finite 2-D array ``(M, n)`` with ``M >= 2`` saved by
+    ``np.save`` (no pickles, no ``.npz`` archives). float16 is upcast to float32 (lossless)."""
+    opt = f"--targets {path!r}"
+    try:
+        Y = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise ValueError(f"--targets: cannot read {path!r} as a .npy file: {err}") from err
+    if not isinstance(Y, np.ndarray):  # an .npz archive
+        names = list(getattr(Y, "files", []))
+        if hasattr(Y, "close"):
+            Y.close()
         raise ValueError(
-            f"--bias must be none, free or a number lambda_b >= 0, got {text!r}"
-        ) from None
+            f"{opt} is an .npz archive holding {names}; --targets takes one array saved with "
+            "np.save(file, Y), shape (M, n)"
+        )
+    kind = check_real_dtype(Y.dtype, opt, allow_low=True)
+    if kind == "low":
+        Y = Y.astype(np.float32)
+    if Y.ndim != 2 or Y.shape[0] < 2 or Y.shape[1] < 1:
+        raise ValueError(
+            f"{opt} must hold a 2-D array (M, n) with M >= 2 samples and n >= 1 (samples "
+            f"first; reshape a vector to (M, 1)), got shape {Y.shape}"
+        )
+    check_finite(Y, opt)
+    return Y
+
+
+def _positive(args, attr: str, option: str, why: str = "") -> None:
+    v = getattr(args, attr)
+    if v is not None and not (math.isfinite(v) and v > 0):
+        raise ValueError(f"{option} must be a finite number > 0{why}, got {v}")
+
+
+def _at_least(args, attr: str, option: str, minimum: int) -> None:
+    v = getattr(args, attr)
+    if v is not None and v < minimum:
+        raise ValueError(f"{option} must be an int >= {minimum}, got {v}")
+
+
+def check_arguments(args) -> None:
+    """Every option's value, before any work (exit 2 with a message naming the option)."""
+    classification = args.all or args.problem != "regression"
+    regression = args.all or args.problem == "regression"
+    if args.problem == "regression" and not args.all and args.bias != "free":
+        raise ValueError("--bias applies to --problem mse|ce; use --no-bias for regression")
+    if args.problem != "regression" and args.no_bias:
+        raise ValueError("--no-bias applies to regression; use --bias none for classification")
+    if args.problem != "regression" and args.targets is not None:
+        raise ValueError("--targets applies to regression; classification uses --classes")
+    if not 0 <= args.seed < 2**32:
+        raise ValueError(f"--seed must be an int in [0, 2**32), got {args.seed}")
+    _positive(args, "tol", "--tol")
+    why = " (the closed form and the exact solver need lambdas > 0)"
+    _positive(args, "lambda_H", "--lambda-H", why)
+    _positive(args, "lambda_W", "--lambda-W", why)
+    _positive(args, "lr", "--lr")
+    for attr, option in (("lambda_H", "--lambda-H"), ("lambda_W", "--lambda-W")):
+        v = getattr(args, attr)
+        with np.errstate(over="ignore", under="ignore"):
+            stored = None if v is None else float(np.asarray(v, args.dtype))
+        if stored in (0.0, math.inf):
+            raise ValueError(f"{option} = {v:g} is not representable in {args.dtype}")
+    _at_least(args, "max_steps", "--max-steps", 0)
+    _at_least(args, "d", "--d", 1)
+    if regression and args.targets is None:
+        _at_least(args, "n", "--n", 1)
+        _at_least(args, "M", "--M", 2)
+        d = 32 if args.d is None else args.d
+        check_memory(
+            [(args.M, args.n), (args.M, d)],
+            args.dtype,
+            f"--M {args.M}, --n {args.n}, --d {d} are too large: the targets (M, n) and the "
+            "features H (M, d)",
+        )
+    if classification:
+        if args.classes < 2 or args.per_class < 1:
+            raise ValueError(
+                f"--classes must be >= 2 and --per-class >= 1, got {args.classes}, {args.per_class}"
+            )
+        K, N = args.classes, args.classes * args.per_class
+        d = K + 4 if args.d is None else args.d
+        check_memory(
+            [(N, d), (N, K)],
+            args.dtype,
+            f"--classes {K}, --per-class {args.per_class}, --d {d} are too large: the features "
+            f"H (N, d) and the one-hot targets (N, K) for N = {N}",
+        )
+    if not args.all and args.problem != "regression":
+        _bias(args.bias)
+    _solver(args.solver, args.lr)
 
 
 def _regression(args, ufm):
     if args.targets is not None:
-        try:
-            Y = np.load(args.targets)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--targets: cannot read {args.targets!r} as .npy: {err}") from err
+        Y = load_targets(args.targets)
         source = f"targets from {args.targets}"
     else:
-        for name in ("n", "M"):
-            if getattr(args, name) < 1:
-                raise ValueError(f"--{name} must be >= 1, got {getattr(args, name)}")
         Y = default_targets(args.n, args.M, args.seed)
         source = f"built-in random instance (seed {args.seed})"
     Y = np.asarray(Y, dtype=args.dtype)
@@ -140,8 +233,6 @@ def _classification(args, ufm, loss, bias):
     import theory
 
     K, n = args.classes, args.per_class
-    if K < 2 or n < 1:
-        raise ValueError(f"--classes must be >= 2 and --per-class >= 1, got {K}, {n}")
     lH = 5e-3 if args.lambda_H is None else args.lambda_H
     lW = 5e-3 if args.lambda_W is None else args.lambda_W
     d = K + 4 if args.d is None else args.d
@@ -190,16 +281,11 @@ def _run(problem, desc, args) -> int:
 def check(args) -> int:
     import jax
 
+    check_arguments(args)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     import ufm
 
-    if args.problem == "regression" and not args.all and args.bias != "free":
-        raise ValueError("--bias applies to --problem mse|ce; use --no-bias for regression")
-    if args.problem != "regression" and args.no_bias:
-        raise ValueError("--no-bias applies to regression; use --bias none for classification")
-    if args.problem != "regression" and args.targets is not None:
-        raise ValueError("--targets applies to regression; classification uses --classes")
     if args.all:
         runs = [_regression(args, ufm)]
         for loss in ("mse", "ce"):

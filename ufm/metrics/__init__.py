@@ -2,8 +2,11 @@
 
 Regression (Andriopoulos et al., NeurIPS 2024): :func:`nrc1`, :func:`nrc2`, :func:`nrc3`,
 :func:`fit_gamma`, :func:`stable_rank`. Classification (Papyan, Han, Donoho, PNAS 2020):
-:func:`nc1` ... :func:`nc4`, :func:`etf_distance`, :func:`orthogonal_frame_distance`. One
-instance per call; batch with ``jax.vmap``.
+:func:`nc1` ... :func:`nc4`, :func:`etf_distance`, :func:`orthogonal_frame_distance`.
+Layer-wise, for a deep UFM or any network's per-layer features: :func:`deep_nc` (NC1-NC4 per
+layer) and :func:`deep_nrc` (deep neural regression collapse, Rangamani & Unal, CPAL 2026).
+One instance per call; batch with ``jax.vmap``. Every metric returns NaN, never a finite
+number, when its input holds NaN or inf.
 """
 
 from ._classification import (
@@ -15,6 +18,8 @@ from ._classification import (
     nc4,
     orthogonal_frame_distance,
 )
+from ._deep_nc import deep_nc
+from ._deep_nrc import deep_nrc
 from ._regression import (
     collapse_target,
     fit_gamma,
@@ -29,6 +34,8 @@ from ._regression import (
 __all__ = [
     "class_means",
     "collapse_target",
+    "deep_nc",
+    "deep_nrc",
     "etf_distance",
     "fit_gamma",
     "nc1",
@@ -42,4 +49,17 @@ __all__ = [
     "principal_basis",
     "stable_rank",
     "target_covariance",
+]
+
+# Streaming accumulators: features fed batch by batch, memory independent of N.
+from ._streaming import NRCAccumulator, accumulate  # noqa: E402
+from ._streaming_deep import DeepNCAccumulator, DeepNRCAccumulator  # noqa: E402
+from ._streaming_nc import NCAccumulator  # noqa: E402
+
+__all__ += [
+    "DeepNCAccumulator",
+    "DeepNRCAccumulator",
+    "NCAccumulator",
+    "NRCAccumulator",
+    "accumulate",
 ]

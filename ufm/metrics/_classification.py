@@ -27,7 +27,11 @@ and ``Mdot = [mu_c - mu_G]_c`` (``K x d``):
   ``mu_G`` maps an equinorm orthogonal frame to a simplex ETF, so only these tell the two apart.
 
 All are 0 at the cross-entropy UFM optimum (ETF) and, for the orthogonal-frame variants, at the
-bias-free MSE optimum.
+bias-free MSE optimum. Degenerate but legitimate points (all class means equal, a zero ``W``)
+give 0 where a ratio is 0/0.
+
+NaN in, NaN out: a NaN or inf anywhere in ``H``, ``W`` or ``b`` makes every returned value NaN
+(also under ``jit``/``vmap``), never a number that reads as collapse.
 """
 
 from __future__ import annotations
@@ -36,68 +40,133 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._linalg import eigh_desc, eps_of, safe_norm, safe_normalise, safe_normalise_rows
-from .._validate import check_label_values
+from .._linalg import (
+    eigh_desc,
+    inv_above,
+    mm,
+    nan_unless_finite,
+    relative_cut,
+    safe_div,
+    safe_norm,
+    safe_normalise,
+    safe_normalise_rows,
+)
+from ._checks import (
+    check_labels,
+    check_num_classes,
+    check_option,
+    real_array,
+    real_matrix,
+)
 
 
 def _check(H, labels, num_classes):
-    H = jnp.asarray(H)
-    if H.ndim != 2:
-        raise ValueError(f"H must be a 2-D array of shape (N, d), got shape {H.shape}")
-    labels = jnp.asarray(labels)
-    if labels.shape != (H.shape[0],):
-        raise ValueError(f"labels must have shape (N,) = ({H.shape[0]},), got {labels.shape}")
-    if not jnp.issubdtype(labels.dtype, jnp.integer):
-        raise TypeError(f"labels must be integers, got dtype {labels.dtype}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    if num_classes < 2:
-        raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
-    check_label_values(labels, num_classes)
-    return H, labels
+    H = real_matrix(H, "H", "(N, d)")
+    K = check_num_classes(num_classes)
+    return H, check_labels(labels, H.shape[0], K), K
 
 
-def class_means(H, labels, num_classes: int):
-    """``(K, d)`` class means, ``(d,)`` global mean of the samples and ``(K,)`` class counts."""
-    H, labels = _check(H, labels, num_classes)
-    onehot = jax.nn.one_hot(labels, num_classes, dtype=H.dtype)
+def _check_head(W, K: int, d: int) -> jax.Array:
+    W = real_matrix(W, "W", f"(K, d) = ({K}, {d})")
+    if W.shape != (K, d):
+        raise ValueError(f"W must have shape (K, d) = ({K}, {d}), got {W.shape}")
+    return W
+
+
+def _check_bias(b, K: int):
+    if b is None:
+        return None
+    b = real_array(b, "b", 1, f"(K,) = ({K},)")
+    if b.shape != (K,):
+        raise ValueError(f"b must have shape (K,) = ({K},), got {b.shape}")
+    return b
+
+
+# --- internals on checked arrays (shared with the layer-wise metrics) -----------------------
+
+
+def _stats(H, labels, K: int):
+    onehot = jax.nn.one_hot(labels, K, dtype=H.dtype)
     counts = jnp.sum(onehot, axis=0)
-    means = (onehot.T @ H) / jnp.where(counts > 0, counts, 1.0)[:, None]
+    means = mm(onehot.T, H) / jnp.where(counts > 0, counts, 1.0)[:, None]
     return means, jnp.mean(H, axis=0), counts
 
 
-def nc1(H, labels, num_classes: int, *, scale: str = "papyan") -> jax.Array:
-    """NC1 = ``(1/K) tr(Sigma_W Sigma_B^+)`` (``scale="notebook"``: without the 1/K)."""
-    if scale not in ("papyan", "notebook"):
-        raise ValueError(f"scale must be 'papyan' or 'notebook', got {scale!r}")
-    H, labels = _check(H, labels, num_classes)
-    mu, muG, _ = class_means(H, labels, num_classes)
-    N, K = H.shape[0], num_classes
+def _nc1_trace(H, labels, mu, muG, K: int) -> jax.Array:
+    """``tr(Sigma_W Sigma_B^+)`` (without the 1/K)."""
+    N = H.shape[0]
     Md = mu - muG  # (K, d)
-    e, U = eigh_desc(Md @ Md.T / K)  # nonzero eigenvalues of Sigma_B, via the K x K Gram
-    keep = e > max(K, H.shape[1]) * eps_of(e) * jnp.maximum(e[0], 0.0)
-    e_safe = jnp.where(keep, e, 1.0)
-    V = (Md.T @ U) / jnp.sqrt(K * e_safe)  # (d, K) unit eigenvectors of Sigma_B
-    R = (H - mu[labels]) @ V  # (N, K)
-    per = jnp.sum(R**2, axis=0) / N / e_safe
-    total = jnp.sum(jnp.where(keep, per, 0.0))
-    return total / K if scale == "papyan" else total
+    e, U = eigh_desc(mm(Md, Md.T) / K)  # nonzero eigenvalues of Sigma_B, via the K x K Gram
+    cut = relative_cut(e, max(K, H.shape[1]))
+    V = mm(Md.T, U) * (inv_above(e, cut, 0.5) / jnp.sqrt(1.0 * K))  # unit eigvecs of Sigma_B
+    R = mm(H - mu[labels], V)  # (N, K)
+    return jnp.sum(jnp.sum(R**2, axis=0) / N * inv_above(e, cut, 1.0))
 
 
 def _std_over_mean(x, ddof):
-    m = jnp.mean(x)
-    return jnp.where(m > 0, jnp.std(x, ddof=ddof) / jnp.where(m > 0, m, 1.0), 0.0)
+    return safe_div(jnp.std(x, ddof=ddof), jnp.mean(x))
 
 
 def _offdiag_cosines(A):
     """Cosines between distinct rows of ``A`` (zero rows give 0), as a flat array."""
     An = safe_normalise_rows(A)
-    return (An @ An.T)[~np.eye(A.shape[0], dtype=bool)]
+    return mm(An, An.T)[~np.eye(A.shape[0], dtype=bool)]
 
 
 def etf_gram(K: int, dtype=float) -> jax.Array:
     """``(I - J)/sqrt(K - 1)``: the unit-Frobenius Gram of a simplex ETF (``J = 11^T/K``)."""
     return (jnp.eye(K, dtype=dtype) - jnp.full((K, K), 1.0 / K, dtype)) / jnp.sqrt(K - 1.0)
+
+
+def _etf_dist(A):
+    """ETF distance of the Gram of the rows of ``A`` (``K x p``)."""
+    return safe_norm(safe_normalise(mm(A, A.T)) - etf_gram(A.shape[0], A.dtype))
+
+
+def _frame_dist(A):
+    """Orthogonal-frame distance of the Gram of the rows of ``A`` (``K x p``)."""
+    K = A.shape[0]
+    return safe_norm(safe_normalise(mm(A, A.T)) - jnp.eye(K, dtype=A.dtype) / jnp.sqrt(1.0 * K))
+
+
+def _nc2_rows(A, K: int, ddof: int) -> dict[str, jax.Array]:
+    cos = _offdiag_cosines(A)
+    return {
+        "equinorm": _std_over_mean(jnp.sqrt(jnp.sum(A**2, axis=1)), ddof),
+        "equiangular": jnp.std(cos, ddof=ddof),
+        "maxangle": jnp.mean(jnp.abs(cos + 1.0 / (K - 1))),
+        "etf": _etf_dist(A),
+    }
+
+
+def _self_duality(W, M):
+    return jnp.sum((safe_normalise(W) - safe_normalise(M)) ** 2)
+
+
+def _nc4(H, W, b, mu):
+    logits = mm(H, W.T) + (0.0 if b is None else b)
+    d2 = jnp.sum(H**2, axis=1, keepdims=True) - 2 * mm(H, mu.T) + jnp.sum(mu**2, axis=1)
+    return jnp.mean((jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1)).astype(H.dtype))
+
+
+# --- public -----------------------------------------------------------------------------------
+
+
+def class_means(H, labels, num_classes: int):
+    """``(K, d)`` class means, ``(d,)`` global mean of the samples and ``(K,)`` class counts.
+
+    A NaN in a sample makes its class mean and the global mean NaN (the others stay exact)."""
+    H, labels, K = _check(H, labels, num_classes)
+    return _stats(H, labels, K)
+
+
+def nc1(H, labels, num_classes: int, *, scale: str = "papyan") -> jax.Array:
+    """NC1 = ``(1/K) tr(Sigma_W Sigma_B^+)`` (``scale="notebook"``: without the 1/K)."""
+    check_option(scale, "scale", ("papyan", "notebook"))
+    H, labels, K = _check(H, labels, num_classes)
+    mu, muG, _ = _stats(H, labels, K)
+    total = _nc1_trace(H, labels, mu, muG, K)
+    return nan_unless_finite(total / K if scale == "papyan" else total, H)
 
 
 def nc2(H, W, labels, num_classes: int, *, ddof: int = 0) -> dict[str, jax.Array]:
@@ -107,21 +176,13 @@ def nc2(H, W, labels, num_classes: int, *, ddof: int = 0) -> dict[str, jax.Array
     ``equiangular_weights``, ``maxangle_means``, ``maxangle_weights``, ``etf_means``,
     ``etf_weights`` (Zhu et al.'s ETF distances).
     """
-    H, labels = _check(H, labels, num_classes)
-    W = jnp.asarray(W)
-    K = num_classes
-    if W.shape != (K, H.shape[1]):
-        raise ValueError(f"W must have shape (K, d) = ({K}, {H.shape[1]}), got {W.shape}")
-    mu, muG, _ = class_means(H, labels, K)
-    Md = mu - muG
+    H, labels, K = _check(H, labels, num_classes)
+    W = _check_head(W, K, H.shape[1])
+    mu, muG, _ = _stats(H, labels, K)
     out = {}
-    for name, A in (("means", Md), ("weights", W)):
-        cos = _offdiag_cosines(A)
-        out[f"equinorm_{name}"] = _std_over_mean(jnp.sqrt(jnp.sum(A**2, axis=1)), ddof)
-        out[f"equiangular_{name}"] = jnp.std(cos, ddof=ddof)
-        out[f"maxangle_{name}"] = jnp.mean(jnp.abs(cos + 1.0 / (K - 1)))
-        out[f"etf_{name}"] = safe_norm(safe_normalise(A @ A.T) - etf_gram(K, A.dtype))
-    return out
+    for name, A in (("means", mu - muG), ("weights", W)):
+        out.update({f"{k}_{name}": v for k, v in _nc2_rows(A, K, ddof).items()})
+    return nan_unless_finite(out, H, W)
 
 
 def nc3(
@@ -129,36 +190,48 @@ def nc3(
 ) -> jax.Array:
     """Self-duality: ``||W/||W|| - Mdot/||Mdot||||^2`` (``variant="zhu"``: distance of the
     normalised ``W Mdot^T`` to the simplex-ETF Gram). ``center=False`` uses the uncentred class
-    means, the right comparison for a bias-free MSE UFM (orthogonal frame, ``W^T ∝ H-bar``)."""
-    if variant not in ("papyan", "zhu"):
-        raise ValueError(f"variant must be 'papyan' or 'zhu', got {variant!r}")
-    H, labels = _check(H, labels, num_classes)
-    W = jnp.asarray(W)
-    mu, muG, _ = class_means(H, labels, num_classes)
+    means, the right comparison for a bias-free MSE UFM (orthogonal frame, ``W^T ∝ H-bar``).
+    ``W`` must have shape ``(K, d)``."""
+    check_option(variant, "variant", ("papyan", "zhu"))
+    H, labels, K = _check(H, labels, num_classes)
+    W = _check_head(W, K, H.shape[1])
+    mu, muG, _ = _stats(H, labels, K)
     Md = mu - muG if center else mu
     if variant == "papyan":
-        return jnp.sum((safe_normalise(W) - safe_normalise(Md)) ** 2)
-    return safe_norm(safe_normalise(W @ Md.T) - etf_gram(num_classes, W.dtype))
+        out = _self_duality(W, Md)
+    else:
+        out = safe_norm(safe_normalise(mm(W, Md.T)) - etf_gram(K, W.dtype))
+    return nan_unless_finite(out, H, W)
 
 
 def nc4(H, W, b, labels, num_classes: int) -> jax.Array:
-    """Fraction of samples whose classifier decision differs from the nearest class centre."""
-    H, labels = _check(H, labels, num_classes)
-    mu, _, _ = class_means(H, labels, num_classes)
-    logits = H @ jnp.asarray(W).T + (0.0 if b is None else jnp.asarray(b))
-    d2 = jnp.sum(H**2, axis=1, keepdims=True) - 2 * H @ mu.T + jnp.sum(mu**2, axis=1)
-    return jnp.mean((jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1)).astype(H.dtype))
+    """Fraction of samples whose classifier decision differs from the nearest class centre.
+
+    ``W`` of shape ``(K, d)``, ``b`` of shape ``(K,)`` or ``None``."""
+    H, labels, K = _check(H, labels, num_classes)
+    W = _check_head(W, K, H.shape[1])
+    b = _check_bias(b, K)
+    mu, _, _ = _stats(H, labels, K)
+    return nan_unless_finite(_nc4(H, W, b, mu), H, W, b)
+
+
+def _check_gram(G) -> jax.Array:
+    G = real_matrix(G, "G", "(K, K)")
+    if G.shape[0] != G.shape[1] or G.shape[0] < 2:
+        raise ValueError(f"G must be a square (K, K) Gram matrix with K >= 2, got shape {G.shape}")
+    return G
 
 
 def orthogonal_frame_distance(G) -> jax.Array:
     """``|| G/||G|| - I/sqrt(K) ||`` for a ``K x K`` Gram (``W W^T`` or ``mu mu^T``, uncentred):
     0 for an equinorm orthogonal frame (the bias-free MSE UFM optimum)."""
-    G = jnp.asarray(G)
+    G = _check_gram(G)
     K = G.shape[0]
-    return safe_norm(safe_normalise(G) - jnp.eye(K, dtype=G.dtype) / jnp.sqrt(1.0 * K))
+    out = safe_norm(safe_normalise(G) - jnp.eye(K, dtype=G.dtype) / jnp.sqrt(1.0 * K))
+    return nan_unless_finite(out, G)
 
 
 def etf_distance(G) -> jax.Array:
     """``|| G/||G|| - (I - J)/sqrt(K-1) ||`` for a ``K x K`` Gram: 0 for a simplex ETF."""
-    G = jnp.asarray(G)
-    return safe_norm(safe_normalise(G) - etf_gram(G.shape[0], G.dtype))
+    G = _check_gram(G)
+    return nan_unless_finite(safe_norm(safe_normalise(G) - etf_gram(G.shape[0], G.dtype)), G)

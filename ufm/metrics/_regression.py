@@ -16,6 +16,9 @@ Samples first: features ``H`` of shape ``(M, d)``, head ``W`` of shape ``(n, d)`
 
 All three lie in [0, 1], [0, 1] and [0, 4] and are 0 at the regression-UFM optimum (with
 ``gamma = lambda_H lambda_W`` for NRC3).
+
+NaN in, NaN out: a NaN or inf in any input (features, head, targets, gamma) makes the result
+NaN (also under ``jit``/``vmap``), never a number that reads as collapse.
 """
 
 from __future__ import annotations
@@ -23,35 +26,43 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from .._linalg import eigh_desc, eps_of, safe_normalise, safe_normalise_rows, sym
+from .._linalg import (
+    eigh_desc,
+    inv_above,
+    mm,
+    nan_unless_finite,
+    relative_cut,
+    safe_div,
+    safe_normalise,
+    safe_normalise_rows,
+    sym,
+)
+from ._checks import check_int, real_matrix, real_scalar
 
 
-def _check_matrix(x, name: str, what: str) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D array of shape {what}, got shape {x.shape}")
-    return x
+def _principal_basis(H, k: int, center: bool = True) -> jax.Array:
+    Hc = H - jnp.mean(H, axis=0) if center else H
+    _, V = eigh_desc(mm(Hc.T, Hc))
+    return V[:, : min(k, H.shape[1])]
 
 
 def principal_basis(H: jax.Array, k: int, center: bool = True) -> jax.Array:
     """Orthonormal ``(d, min(k, d))`` basis of the top-``k`` principal directions of centred ``H``
     (of ``H`` itself with ``center=False``).
 
-    Uses the symmetric eigen-solver on the ``d x d`` scatter matrix ``H_c^T H_c``.
+    Uses the symmetric eigen-solver on the ``d x d`` scatter matrix ``H_c^T H_c``. All NaN when
+    ``H`` is not finite.
     """
-    Hc = H - jnp.mean(H, axis=0) if center else H
-    _, V = eigh_desc(Hc.T @ Hc)
-    return V[:, : min(k, H.shape[1])]
+    H = real_matrix(H, "H", "(M, d)")
+    k = check_int(k, "k", 1)
+    return nan_unless_finite(_principal_basis(H, k, center), H)
 
 
 def row_space_basis(W: jax.Array) -> jax.Array:
     """Rows spanning the row space of ``W`` (shape ``(n, d)``), orthonormal; zero rows for the
     directions whose eigenvalue of ``W W^T`` is below ``max(n, d) * eps * largest``."""
-    e, U = eigh_desc(W @ W.T)
-    cut = max(W.shape) * eps_of(W) * jnp.maximum(e[0], 0.0)
-    keep = e > cut
-    inv_sqrt = jnp.where(keep, 1.0 / jnp.sqrt(jnp.where(keep, e, 1.0)), 0.0)
-    return (U * inv_sqrt).T @ W
+    e, U = eigh_desc(mm(W, W.T))
+    return mm((U * inv_above(e, relative_cut(e, max(W.shape)), 0.5)).T, W)
 
 
 def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
@@ -64,50 +75,73 @@ def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
             model's optimal features are not centred and their mean direction belongs to the
             collapse subspace: use ``center=False`` there.
     """
-    H = _check_matrix(H, "H", "(M, d)")
-    if not isinstance(n, int) or n < 1:
-        raise ValueError(f"n must be an int >= 1 (the target dimension), got {n!r}")
-    V = principal_basis(H, n, center)
+    H = real_matrix(H, "H", "(M, d)")
+    n = check_int(n, "n", 1)
+    V = _principal_basis(H, n, center)
     Ht = safe_normalise_rows(H)
-    R = Ht - (Ht @ V) @ V.T
-    return jnp.mean(jnp.sum(R**2, axis=1))
+    R = Ht - mm(mm(Ht, V), V.T)
+    return nan_unless_finite(jnp.mean(jnp.sum(R**2, axis=1)), H)
 
 
 def nrc2(H: jax.Array, W: jax.Array) -> jax.Array:
     """NRC2: energy of the normalised samples outside the row space of ``W`` ``(n, d)``."""
-    H = _check_matrix(H, "H", "(M, d)")
-    W = _check_matrix(W, "W", "(n, d)")
+    H = real_matrix(H, "H", "(M, d)")
+    W = real_matrix(W, "W", "(n, d)")
     if W.shape[1] != H.shape[1]:
         raise ValueError(f"W must have shape (n, d) with d = {H.shape[1]}, got {W.shape}")
     B = row_space_basis(W)
     Ht = safe_normalise_rows(H)
-    R = Ht - (Ht @ B.T) @ B
-    return jnp.mean(jnp.sum(R**2, axis=1))
+    R = Ht - mm(mm(Ht, B.T), B)
+    return nan_unless_finite(jnp.mean(jnp.sum(R**2, axis=1)), H, W)
+
+
+def _covariance(Y, center: bool) -> jax.Array:
+    Yc = Y - jnp.mean(Y, axis=0) if center else Y
+    return sym(mm(Yc.T, Yc) / Y.shape[0])
 
 
 def target_covariance(targets: jax.Array, center: bool = True) -> jax.Array:
     """``Sigma = (Y - ybar)^T (Y - ybar) / M`` (or ``Y^T Y / M`` with ``center=False``)."""
-    Y = _check_matrix(targets, "targets", "(M, n)")
-    Yc = Y - jnp.mean(Y, axis=0) if center else Y
-    return sym(Yc.T @ Yc / Y.shape[0])
+    return _covariance(real_matrix(targets, "targets", "(M, n)"), center)
+
+
+def _collapse_target(Sigma, gamma, max_rank: int | None = None) -> jax.Array:
+    lam, U = eigh_desc(Sigma)
+    s = jnp.sqrt(jnp.maximum(lam, 0.0))
+    g = jnp.maximum(s - jnp.sqrt(gamma), 0.0)
+    if max_rank is not None:
+        g = jnp.where(jnp.arange(g.shape[0]) < max_rank, g, 0.0)
+    return mm(U * g, U.T)
 
 
 def collapse_target(Sigma: jax.Array, gamma, max_rank: int | None = None) -> jax.Array:
     """``(Sigma^{1/2} - sqrt(gamma) I)_+``, the positive part taken on the eigenvalues, keeping
     at most the top ``max_rank`` eigen-directions (``d`` when ``n > d``: a rank-``d`` ``W W^T``
     can only match the top ``d`` directions, THEORY.md section 1, ``n > d``)."""
-    lam, U = eigh_desc(Sigma)
-    s = jnp.sqrt(jnp.maximum(lam, 0.0))
-    g = jnp.maximum(s - jnp.sqrt(gamma), 0.0)
+    Sigma = real_matrix(Sigma, "Sigma", "(n, n)")
+    if Sigma.shape[0] != Sigma.shape[1]:
+        raise ValueError(f"Sigma must be a square (n, n) matrix, got shape {Sigma.shape}")
+    gamma = real_scalar(gamma, "gamma")
     if max_rank is not None:
-        g = jnp.where(jnp.arange(g.shape[0]) < max_rank, g, 0.0)
-    return (U * g) @ U.T
+        max_rank = check_int(max_rank, "max_rank", 0)
+    return nan_unless_finite(_collapse_target(Sigma, gamma, max_rank), Sigma, gamma)
 
 
 def _nrc3_cov(W: jax.Array, Sigma: jax.Array, gamma) -> jax.Array:
-    A = safe_normalise(W @ W.T)
-    B = safe_normalise(collapse_target(Sigma, gamma, max_rank=W.shape[1]))
+    A = safe_normalise(mm(W, W.T))
+    B = safe_normalise(_collapse_target(Sigma, gamma, max_rank=W.shape[1]))
     return jnp.sum((A - B) ** 2)
+
+
+def _check_head_targets(W, targets):
+    W = real_matrix(W, "W", "(n, d)")
+    Y = real_matrix(targets, "targets", "(M, n)")
+    if Y.shape[1] != W.shape[0]:
+        raise ValueError(
+            f"W must have n = {Y.shape[1]} rows (targets' columns), got {W.shape}; "
+            f"targets have shape {Y.shape}"
+        )
+    return W, Y
 
 
 def nrc3(W: jax.Array, targets: jax.Array, gamma, *, center: bool = True) -> jax.Array:
@@ -120,11 +154,10 @@ def nrc3(W: jax.Array, targets: jax.Array, gamma, *, center: bool = True) -> jax
         gamma: scalar >= 0; ``gamma = lambda_H lambda_W`` at the UFM optimum. See
             :func:`fit_gamma` for the paper's grid fit.
     """
-    W = _check_matrix(W, "W", "(n, d)")
-    Sigma = target_covariance(targets, center)
-    if Sigma.shape[0] != W.shape[0]:
-        raise ValueError(f"W must have n = {Sigma.shape[0]} rows (targets' columns), got {W.shape}")
-    return _nrc3_cov(W, Sigma, jnp.asarray(gamma, W.dtype))
+    W, Y = _check_head_targets(W, targets)
+    gamma = real_scalar(gamma, "gamma")
+    Sigma = _covariance(Y, center)
+    return nan_unless_finite(_nrc3_cov(W, Sigma, gamma.astype(W.dtype)), W, Y, gamma)
 
 
 def fit_gamma(
@@ -134,22 +167,24 @@ def fit_gamma(
 
     ``upper`` defaults to ``lambda_min(Sigma)`` (the paper's range ``(0, lambda_min)``); pass
     ``upper = lambda_max`` to search the rank-deficient regime as well. Returns
-    ``(gamma, NRC3(gamma))``. Use the final ``W`` and hold gamma fixed over a trajectory (App. A.3).
+    ``(gamma, NRC3(gamma))``, both NaN for non-finite input. Use the final ``W`` and hold gamma
+    fixed over a trajectory (App. A.3).
     """
-    W = _check_matrix(W, "W", "(n, d)")
-    Sigma = target_covariance(targets, center)
+    W, Y = _check_head_targets(W, targets)
+    num = check_int(num, "num", 1)
+    Sigma = _covariance(Y, center)
     if upper is None:
         upper = jnp.linalg.eigvalsh(Sigma)[0]
-    grid = jnp.linspace(0.0, jnp.maximum(jnp.asarray(upper, W.dtype), 0.0), num)
+    upper = real_scalar(upper, "upper")
+    grid = jnp.linspace(0.0, jnp.maximum(upper.astype(W.dtype), 0.0), num)
     vals = jax.vmap(lambda g: _nrc3_cov(W, Sigma, g))(grid)
     i = jnp.argmin(vals)
-    return grid[i], vals[i]
+    return nan_unless_finite((grid[i], vals[i]), W, Y, upper)
 
 
 def stable_rank(A: jax.Array) -> jax.Array:
     """Stable rank ``||A||_F^2 / ||A||_2^2`` (0 for ``A = 0``); symmetric solver on the Gram."""
-    A = _check_matrix(A, "A", "(p, q)")
-    G = A @ A.T if A.shape[0] <= A.shape[1] else A.T @ A
+    A = real_matrix(A, "A", "(p, q)")
+    G = mm(A, A.T) if A.shape[0] <= A.shape[1] else mm(A.T, A)
     e = jnp.linalg.eigvalsh(sym(G))
-    top = e[-1]
-    return jnp.where(top > 0, jnp.trace(G) / jnp.where(top > 0, top, 1.0), 0.0)
+    return nan_unless_finite(safe_div(jnp.trace(G), e[-1]), A)

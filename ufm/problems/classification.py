@@ -6,17 +6,18 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-from . import metrics
-from ._problem import Params, random_params
-from ._validate import check_label_values, check_nonnegative_scalar, float_array
+from .. import metrics
+from .._certificate import gradient_rounding, violation
+from .._types import MSEData, Params
+from .._validate import bias_option, check_int, check_lambda, float_dtype, labels_array
+from ._base import Problem, check_feature_dim, check_variables_fit
+from .regression import check_one_layer_init, one_layer_init
 
 LOSSES = ("mse", "ce")
 
 
-@jax.tree_util.register_pytree_node_class
-class ClassificationUFM:
+class ClassificationUFM(Problem):
     r"""Classification UFM: ``N`` samples with integer labels in ``[0, K)``.
 
     Samples first: features ``H (N, d)``, classifier ``W (K, d)``, bias ``b (K,)``, logits
@@ -40,15 +41,26 @@ class ClassificationUFM:
     (``ufm.convert_lambdas(..., "andriopoulos2024", to="classification")``).
 
     Args:
-        labels: integer array ``(N,)``.
-        num_classes: ``K >= 2``.
-        lambda_H, lambda_W: scalars >= 0.
+        labels: integer array ``(N,)``, checked before any conversion to int32 (so a label
+            beyond the int32 range is refused, not wrapped); strings, floats, bools raise.
+        num_classes: ``K >= 2`` (a Python or numpy int).
+        lambda_H, lambda_W: real scalars >= 0.
         feature_dim: ``d >= 1``; the theorems need ``d >= K`` (MSE, no bias) or ``d >= K - 1``
-            (otherwise): smaller ``d`` warns and still solves.
+            (otherwise): smaller ``d`` warns and still solves. The variables and the one-hot
+            targets must fit in the memory available.
         loss: ``"mse"`` or ``"ce"``.
-        bias: ``"none"``, ``"free"`` or ``lambda_b``.
-        dtype: floating dtype of the variables (default: JAX's default float).
+        bias: ``"none"``, ``"free"`` or a number ``lambda_b`` (not a bool: ``True`` is not
+            ``lambda_b = 1``; :func:`ufm._validate.bias_option`, shared with
+            ``theory.classification.optimum``).
+        dtype: float32 or float64 (default: JAX's default float).
+
+    Variables: :class:`ufm.Params` ``(H, W, b)``.
     """
+
+    _leaves = ("labels", "lambda_H", "lambda_W", "lambda_b")
+    _ndims = {"labels": 1, "lambda_H": 0, "lambda_W": 0, "lambda_b": 0}
+    _static = ("num_classes", "feature_dim", "loss", "bias_mode")
+    sweep_fields = ("lambda_H", "lambda_W", "lambda_b")
 
     def __init__(
         self,
@@ -61,49 +73,19 @@ class ClassificationUFM:
         bias="none",
         dtype=None,
     ):
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int | np.integer):
-            raise TypeError(f"num_classes must be an int >= 2, got {num_classes!r}")
-        if num_classes < 2:
-            raise ValueError(f"num_classes must be an int >= 2, got {num_classes}")
-        K = int(num_classes)
-        labels = jnp.asarray(labels)
-        if labels.ndim != 1:
-            raise ValueError(
-                f"labels must be a 1-D integer array of shape (N,), got {labels.shape}"
-            )
-        if not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise TypeError(f"labels must be integers in [0, {K}), got dtype {labels.dtype}")
+        K = check_int(num_classes, "num_classes", minimum=2)
+        labels = labels_array(labels, K)
         if labels.shape[0] < 2:
             raise ValueError(f"labels must hold at least N = 2 samples, got {labels.shape[0]}")
-        check_label_values(labels, K)
-        if loss not in LOSSES:
+        if not isinstance(loss, str) or loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
-        dtype = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(f"dtype must be a floating dtype, got {dtype}")
-        lambda_H = float_array(lambda_H, "lambda_H", dtype)
-        lambda_W = float_array(lambda_W, "lambda_W", dtype)
-        check_nonnegative_scalar(lambda_H, "lambda_H")
-        check_nonnegative_scalar(lambda_W, "lambda_W")
-        if isinstance(bias, bool):
-            raise TypeError(
-                "bias must be 'none', 'free' or a number lambda_b >= 0 (not a bool: True/False "
-                f"would read as lambda_b = 1/0), got {bias!r}"
-            )
-        if isinstance(bias, str):
-            if bias not in ("none", "free"):
-                raise ValueError(
-                    f"bias must be 'none', 'free' or a number lambda_b >= 0, got {bias!r}"
-                )
-            mode, lambda_b = bias, jnp.zeros((), dtype)
-        else:
-            mode = "reg"
-            lambda_b = float_array(bias, "bias (lambda_b)", dtype)
-            check_nonnegative_scalar(lambda_b, "bias (lambda_b)")
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int | np.integer):
-            raise TypeError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
-        if feature_dim < 1:
-            raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim}")
+        dtype = float_dtype(dtype)
+        lambda_H = check_lambda(lambda_H, "lambda_H", dtype)
+        lambda_W = check_lambda(lambda_W, "lambda_W", dtype)
+        mode, lambda_b = bias_option(bias, dtype)
+        feature_dim = check_feature_dim(feature_dim)
+        N = labels.shape[0]
+        check_variables_fit(N, K, feature_dim, dtype, extra=[("one-hot targets", (N, K))])
         # MSE without bias, or with a regularised one (mean direction kept when
         # kappa < lambda_b/(1+lambda_b)), has rank-K logits: d >= K; otherwise a simplex ETF.
         need = K if (loss == "mse" and mode in ("none", "reg")) else K - 1
@@ -115,22 +97,10 @@ class ClassificationUFM:
                 UserWarning,
                 stacklevel=2,
             )
-        self.labels = labels.astype(jnp.int32)
+        self.labels = labels
         self.lambda_H, self.lambda_W, self.lambda_b = lambda_H, lambda_W, lambda_b
         self.num_classes, self.feature_dim = K, int(feature_dim)
         self.loss, self.bias_mode = loss, mode
-
-    # -- pytree ----------------------------------------------------------------------------
-    def tree_flatten(self):
-        children = (self.labels, self.lambda_H, self.lambda_W, self.lambda_b)
-        return children, (self.num_classes, self.feature_dim, self.loss, self.bias_mode)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.labels, obj.lambda_H, obj.lambda_W, obj.lambda_b = children
-        obj.num_classes, obj.feature_dim, obj.loss, obj.bias_mode = aux
-        return obj
 
     def __repr__(self) -> str:
         lb = f", lambda_b={self.lambda_b}" if self.bias_mode == "reg" else ""
@@ -193,6 +163,13 @@ class ClassificationUFM:
         """``sqrt(lambda_W lambda_H)``: the nuclear-norm weight of ``Z = H W^T`` (THEORY.md §0)."""
         return jnp.sqrt(self.lambda_W * self.lambda_H)
 
+    def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
+        """The convex-reduction certificate of ``ufm/_certificate.py`` (MSE and CE alike)."""
+        # MSE: |Y| = the one-hot targets; CE: softmax - onehot has entries of size <= 1.
+        scale = self.targets if self.is_mse else jnp.ones_like(self.targets)
+        rounding = gradient_rounding(params, scale)
+        return violation(self.data_term, self.factor_penalty(), params, rounding)
+
     def valid(self) -> jax.Array:
         """Traced check of what cannot be checked while tracing: lambdas >= 0, labels in
         ``[0, K)`` and no empty class."""
@@ -203,12 +180,15 @@ class ClassificationUFM:
 
     def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
         """``H, W ~ N(0, scale^2)`` entrywise, ``b = 0`` (the published direct-UFM protocol)."""
-        return random_params(
+        return one_layer_init(
             key, self.num_samples, self.num_classes, self.feature_dim, self.dtype, scale
         )
 
-    def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
-        """``(sqrt(N), sqrt(N))``: gradient solvers optimise ``H / sqrt(N)`` and ``W / sqrt(N)``.
+    def check_init(self, init) -> Params:
+        return check_one_layer_init(init, self)
+
+    def precondition_scales(self) -> Params:
+        """Gradient solvers optimise ``H / sqrt(N)``, ``W / sqrt(N)`` and ``b``.
 
         Curvatures as written: the feature block ``(W^T W)/N + lambda_H`` per row, the weight
         block ``H^T H / N + lambda_W`` (a second moment of the features, which at the optimum
@@ -219,20 +199,20 @@ class ClassificationUFM:
         with, 64 without (L-BFGS largely adapts by itself; we keep one default for both losses).
         """
         s = jnp.sqrt(jnp.asarray(self.num_samples, self.dtype))
-        return s, s
+        return Params(s, s, jnp.ones((), self.dtype))
 
-    def mse_data(self):
-        """The exact solver's view (MSE only): one-hot targets, ridge ``rho = N lambda_H``."""
-        from ._exact import MSEData
-
+    def exact_data(self) -> MSEData | None:
+        """The exact solver's view (MSE only, else ``None``): one-hot targets, ridge
+        ``rho = N lambda_H``."""
         if self.loss != "mse":
-            raise TypeError("the exact solver needs loss='mse'")
+            return None
         return MSEData(
             self.targets,
             self.num_samples * self.lambda_H,
             self.lambda_W,
             self.lambda_b,
             self.bias_mode,
+            self.feature_dim,
         )
 
     def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:

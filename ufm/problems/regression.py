@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from ._validate import check_finite, check_nonnegative_scalar, float_array
-
-
-class Params(NamedTuple):
-    """Variables of a UFM, samples first.
-
-    Attributes:
-        H: features, shape ``(M, d)``.
-        W: linear head, shape ``(n, d)``.
-        b: bias, shape ``(n,)`` (all zeros when the problem has no bias).
-    """
-
-    H: jax.Array
-    W: jax.Array
-    b: jax.Array
+from .. import metrics
+from .._certificate import gradient_rounding, violation
+from .._types import MSEData, Params
+from .._validate import check_finite, check_lambda, check_shape, float_array
+from ._base import Problem, check_feature_dim, check_variables_fit, gaussian
 
 
-def random_params(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1) -> Params:
-    """``H (N, d), W (n, d) ~ N(0, scale^2)`` entrywise and ``b = 0``."""
-    kh, kw = jax.random.split(key)
-    return Params(
-        scale * jax.random.normal(kh, (num_samples, feature_dim), dtype),
-        scale * jax.random.normal(kw, (num_outputs, feature_dim), dtype),
-        jnp.zeros((num_outputs,), dtype),
-    )
-
-
-@jax.tree_util.register_pytree_node_class
-class RegressionUFM:
+class RegressionUFM(Problem):
     r"""Regression UFM with targets ``Y`` of shape ``(M, n)``.
 
     The objective (Andriopoulos, Dong, Guo, Zhao, Ross, NeurIPS 2024, arXiv 2409.04180, eq. 1),
@@ -45,22 +23,30 @@ class RegressionUFM:
         L(H, W, b) = 1/(2M) ||H W^T + 1 b^T - Y||_F^2 + lambda_H/(2M) ||H||_F^2
                      + lambda_W/2 ||W||_F^2
 
-    With ``bias=False`` the term ``1 b^T`` is absent (``b`` is fixed at 0).
+    With ``bias=False`` the term ``1 b^T`` is absent (``b`` is fixed at 0). Variables:
+    :class:`ufm.Params` ``(H, W, b)``.
 
     Numeric fields (``targets``, ``lambda_H``, ``lambda_W``) are pytree leaves, so a batch of
     problems can be stacked (:func:`ufm.stack`) and solved under ``jax.vmap``; ``feature_dim``
     and ``bias`` are static structure.
 
     Args:
-        targets: ``Y``, shape ``(M, n)`` with ``M >= 2``; finite.
-        lambda_H: feature regularisation, scalar >= 0.
-        lambda_W: weight regularisation, scalar >= 0.
-        feature_dim: ``d >= 1``.
+        targets: ``Y``, shape ``(M, n)`` with ``M >= 2``; finite, real, float32 or float64
+            (integers are converted to the default float; complex and float16 raise).
+        lambda_H: feature regularisation, a real scalar >= 0 (not a bool or string).
+        lambda_W: weight regularisation, a real scalar >= 0.
+        feature_dim: ``d >= 1`` (a Python or numpy int). The variables ``H (M, d)``, ``W (n, d)``
+            and ``b`` must fit in the memory available (``ufm._validate.check_memory``).
         bias: whether the model has the free bias ``b``.
 
     Use :func:`ufm.convert_lambdas` to translate lambdas from the other normalisations in the
     literature.
     """
+
+    _leaves = ("targets", "lambda_H", "lambda_W")
+    _ndims = {"targets": 2, "lambda_H": 0, "lambda_W": 0}
+    _static = ("feature_dim", "bias")
+    sweep_fields = ("lambda_H", "lambda_W")
 
     def __init__(self, targets, lambda_H, lambda_W, feature_dim: int, bias: bool = True):
         targets = float_array(targets, "targets")
@@ -75,32 +61,18 @@ class RegressionUFM:
         if n < 1:
             raise ValueError(f"targets must have at least one column (n >= 1), got n = {n}")
         check_finite(targets, "targets")
-        lambda_H = float_array(lambda_H, "lambda_H", targets.dtype)
-        lambda_W = float_array(lambda_W, "lambda_W", targets.dtype)
-        check_nonnegative_scalar(lambda_H, "lambda_H")
-        check_nonnegative_scalar(lambda_W, "lambda_W")
-        if isinstance(feature_dim, bool) or not isinstance(feature_dim, int | jnp.integer):
-            raise TypeError(f"feature_dim must be an int >= 1, got {feature_dim!r}")
-        if feature_dim < 1:
-            raise ValueError(f"feature_dim must be an int >= 1, got {feature_dim}")
-        if not isinstance(bias, bool):
+        lambda_H = check_lambda(lambda_H, "lambda_H", targets.dtype)
+        lambda_W = check_lambda(lambda_W, "lambda_W", targets.dtype)
+        feature_dim = check_feature_dim(feature_dim)
+        if not isinstance(bias, bool | np.bool_):
             raise TypeError(f"bias must be True or False, got {bias!r}")
+        bias = bool(bias)
+        check_variables_fit(M, n, feature_dim, targets.dtype)
         self.targets = targets
         self.lambda_H = lambda_H
         self.lambda_W = lambda_W
-        self.feature_dim = int(feature_dim)
+        self.feature_dim = feature_dim
         self.bias = bias
-
-    # -- pytree ----------------------------------------------------------------------------
-    def tree_flatten(self):
-        return (self.targets, self.lambda_H, self.lambda_W), (self.feature_dim, self.bias)
-
-    @classmethod
-    def tree_unflatten(cls, aux, children):
-        obj = object.__new__(cls)
-        obj.targets, obj.lambda_H, obj.lambda_W = children
-        obj.feature_dim, obj.bias = aux
-        return obj
 
     def __repr__(self) -> str:
         M, n = self.targets.shape[-2:]
@@ -123,6 +95,12 @@ class RegressionUFM:
     @property
     def dtype(self):
         return self.targets.dtype
+
+    @property
+    def has_bias(self) -> bool:
+        return self.bias
+
+    is_mse = True
 
     # -- the objective ---------------------------------------------------------------------
     def objective(self, params: Params) -> jax.Array:
@@ -148,20 +126,17 @@ class RegressionUFM:
         ``sqrt(lambda_W lambda_H / M)`` (THEORY.md section 0)."""
         return jnp.sqrt(self.lambda_W * self.lambda_H / self.num_samples)
 
+    def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
+        """The convex-reduction certificate of ``ufm/_certificate.py``."""
+        rounding = gradient_rounding(params, jnp.abs(self.targets))
+        return violation(self.data_term, self.factor_penalty(), params, rounding)
+
     def valid(self) -> jax.Array:
         """Traced check of the values that cannot be checked while tracing (lambdas >= 0)."""
         return (self.lambda_H >= 0) & (self.lambda_W >= 0)
 
-    @property
-    def has_bias(self) -> bool:
-        return self.bias
-
-    is_mse = True
-
     def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
         """NRC1, NRC2 and NRC3 with ``gamma = lambda_H lambda_W`` (recorded by ``ufm.solve``)."""
-        from . import metrics
-
         H, W, _ = params
         n = self.target_dim
         return {
@@ -172,26 +147,32 @@ class RegressionUFM:
 
     def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
         """The papers' initialisation: ``H, W ~ N(0, scale^2)`` entrywise, ``b = 0``."""
-        return random_params(
+        return one_layer_init(
             key, self.num_samples, self.target_dim, self.feature_dim, self.dtype, scale
         )
 
-    def mse_data(self):
-        """The exact solver's view: ridge ``rho = lambda_H`` (see ``ufm/_exact.py``)."""
-        from ._exact import MSEData
+    def check_init(self, init) -> Params:
+        return check_one_layer_init(init, self)
 
+    def exact_data(self) -> MSEData:
+        """The exact solver's view: ridge ``rho = lambda_H`` (see ``ufm/_exact.py``)."""
         zero = jnp.zeros((), self.dtype)
         return MSEData(
-            self.targets, self.lambda_H, self.lambda_W, zero, "free" if self.bias else "none"
+            self.targets,
+            self.lambda_H,
+            self.lambda_W,
+            zero,
+            "free" if self.bias else "none",
+            self.feature_dim,
         )
 
-    def precondition_scales(self) -> tuple[jax.Array, jax.Array]:
-        """``(s_H, s_W)``: gradient solvers optimise ``H / s_H`` and ``W / s_W``.
+    def precondition_scales(self) -> Params:
+        """Gradient solvers optimise ``H / sqrt(M)``, ``W`` and ``b``.
 
         The feature block's curvature is ``(||W||^2 + lambda_H)/M`` per row, the weight block's
         ``O(1)``; ``s_H = sqrt(M)`` makes both ``O(1)``."""
         one = jnp.ones((), self.dtype)
-        return jnp.sqrt(self.num_samples * one), one
+        return Params(jnp.sqrt(self.num_samples * one), one, one)
 
     def target_moments(self) -> tuple[jax.Array, jax.Array]:
         r"""Target mean ``ybar`` (n,) and the covariance ``Sigma`` (n, n) the optimum depends on.
@@ -207,24 +188,31 @@ class RegressionUFM:
         return mean, 0.5 * (Sigma + Sigma.T)
 
 
-def stack(problems):
-    """Stack a sequence of problems with equal shapes into one batched problem for ``jax.vmap``.
+def one_layer_init(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1) -> Params:
+    """``H (N, d), W (n, d) ~ N(0, scale^2)`` entrywise and ``b = 0``."""
+    kh, kw = jax.random.split(key)
+    return Params(
+        gaussian(kh, (num_samples, feature_dim), dtype, scale),
+        gaussian(kw, (num_outputs, feature_dim), dtype, scale),
+        jnp.zeros((num_outputs,), dtype),
+    )
 
-    Example::
 
-        batch = ufm.stack([ufm.RegressionUFM(Y, lam, lam, 16) for lam in (1e-3, 1e-2)])
-        sols = jax.vmap(ufm.solve)(batch)
-    """
-    problems = list(problems)
-    if not problems:
-        raise ValueError("problems must be a non-empty sequence")
-    structs = {jax.tree_util.tree_structure(p) for p in problems}
-    if len(structs) != 1:
-        raise ValueError(
-            "problems must share their type, feature_dim and bias to be stacked, got "
-            f"{[repr(p) for p in problems]}"
-        )
-    shapes = {tuple(jnp.shape(x) for x in jax.tree_util.tree_leaves(p)) for p in problems}
-    if len(shapes) != 1:
-        raise ValueError(f"problems must have equal array shapes to be stacked, got {shapes}")
-    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *problems)
+def check_one_layer_init(init, problem) -> Params:
+    """A user's ``Params(H, W, b)`` (or a 3-tuple) checked against the problem's sizes; ``b`` is
+    set to 0 for a problem without bias."""
+    if not isinstance(init, Params):
+        if isinstance(init, tuple | list) and len(init) == 3:
+            init = Params(*init)
+        else:
+            raise TypeError(f"init must be a ufm.Params(H, W, b) or None, got {type(init)}")
+    M, n, d = problem.num_samples, problem.target_dim, problem.feature_dim
+    init = Params(*(float_array(x, f"init.{k}", problem.dtype) for k, x in init._asdict().items()))
+    check_shape(init.H, (M, d), "init.H", f"(N, d) = ({M}, {d})")
+    check_shape(init.W, (n, d), "init.W", f"(n, d) = ({n}, {d})")
+    check_shape(init.b, (n,), "init.b", f"(n,) = ({n},)")
+    for name, x in init._asdict().items():
+        check_finite(x, f"init.{name}")
+    if not problem.has_bias:
+        init = init._replace(b=jnp.zeros_like(init.b))
+    return init

@@ -1,0 +1,140 @@
+"""The deep / extended UFM: the numerical solver (best of restarts) against theory.deep."""
+
+import jax
+import numpy as np
+import pytest
+from conftest import CompileCounter
+
+import theory
+import ufm
+from theory import deep
+
+K, PER = 3, 2
+LABELS = np.repeat(np.arange(K), PER)
+RESTARTS = 8
+
+
+def _lam_for_kappa(ratio, L, N=K * PER, per=PER):
+    """Equal lambdas placing kappa = gamma N y^{2/P - 2} at ``ratio * kappa_P^crit``."""
+    P = L + 1
+    return ratio * deep.kappa_crit(P) / (N * np.sqrt(per) ** (2.0 / P - 2.0))
+
+
+@pytest.mark.parametrize("activation", ["linear", "relu"])
+def test_one_layer_is_the_classification_and_regression_ufm(activation):
+    lam = 0.02
+    p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (5,), activation)
+    sol = ufm.solve(p, "lbfgs")
+    ref = theory.classification.optimum_of(ufm.ClassificationUFM(LABELS, K, lam, lam, 5))
+    assert int(sol.status) == ufm.Status.successful  # L = 1 has the certificate
+    assert float(sol.loss) == pytest.approx(float(ref.loss), rel=1e-10)
+    cmp = theory.compare(sol, p)
+    assert cmp.passed(1e-6), cmp.table(1e-6)
+    # Regression targets: lambda_H(regression) = N lambda_H.
+    Y = np.random.default_rng(0).normal(size=(K * PER, 2))
+    pr = ufm.DeepUFM(Y, lam, lam, (5,), activation, bias=True)
+    sol = ufm.solve(pr, "lbfgs")
+    opt = theory.regression.optimum(Y, Y.shape[0] * lam, lam, 5)
+    assert float(sol.loss) == pytest.approx(float(opt.loss), rel=1e-10)
+
+
+@pytest.mark.parametrize(("activation", "L"), [("linear", 2), ("linear", 3), ("relu", 2)], ids=str)
+@pytest.mark.parametrize("side", [0.7, 1.3], ids=["below", "above"])
+def test_closed_form_against_best_of_restarts(activation, L, side):
+    lam = _lam_for_kappa(side, L)
+    p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (K + 1,) * L, activation)
+    sol = ufm.solve(p, "lbfgs", restarts=RESTARTS, key=jax.random.PRNGKey(0))
+    cmp = theory.compare(sol, p)
+    opt = deep.optimum_from_labels(LABELS, K, lam, lam, (K + 1,) * L, activation)
+    assert (opt.rank == 0) == (side > 1)
+    # Never below the global optimum, and the best restart reaches it.
+    assert cmp.errors["loss"] >= -1e-12
+    assert cmp.passed(1e-6), cmp.table(1e-6)
+    rate = float(sol.restarts.success_rate)
+    assert 0 < rate <= 1 and sol.restarts.losses.shape == (RESTARTS,)
+
+
+def test_relu_binary_dnc_three_layers():
+    labels = np.repeat([0, 1], 3)
+    lam = 0.02
+    p = ufm.DeepUFM.from_labels(labels, 2, lam, lam, (3, 3, 3), "relu")
+    sol = ufm.solve(p, "lbfgs", restarts=RESTARTS)
+    pred = deep.binary_dnc(3, lam, lam, (3, 3, 3))
+    assert float(sol.loss) == pytest.approx(pred.loss, rel=1e-8)
+    feats = p.layer_features(sol.params)
+    nc = ufm.metrics.deep_nc(feats, labels, 2, weights=sol.params.Ws)
+    assert float(np.max(nc["nc1"])) < 1e-6  # within-class collapse at every layer
+    for layer in (2, 3):  # post-ReLU class means: equinorm orthogonal frame, predicted Gram
+        mu = np.stack([np.asarray(feats[layer - 1])[labels == k].mean(0) for k in (0, 1)])
+        np.testing.assert_allclose(mu @ mu.T, pred.class_mean_grams[layer - 1], atol=1e-6)
+
+
+def test_linear_any_targets_with_bias():
+    rng = np.random.default_rng(1)
+    Y = rng.normal(size=(8, 3)) @ rng.normal(size=(3, 3)) + 2.0
+    p = ufm.DeepUFM(Y, 0.01, [0.02, 0.01], (3, 2), "linear", bias=True)  # a width bottleneck
+    sol = ufm.solve(p, "lbfgs", restarts=RESTARTS)
+    cmp = theory.compare(sol, p)
+    assert cmp.rank_theory == 2 and cmp.passed(1e-6), cmp.table(1e-6)
+
+
+def test_origin_is_a_local_minimum_and_restarts_escape_it():
+    lam = _lam_for_kappa(0.7, 2)
+    p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (4, 4), "linear")
+    small = jax.tree_util.tree_map(lambda x: 1e-3 * x, p.default_init(jax.random.PRNGKey(0)))
+    stuck = ufm.solve(p, "lbfgs", init=small)
+    assert float(stuck.loss) == pytest.approx(0.5, abs=1e-9)  # the origin's basin
+    assert int(stuck.status) == ufm.Status.successful  # a stationary point, never more
+    best = ufm.solve(p, "lbfgs", restarts=RESTARTS)
+    opt = deep.optimum_from_labels(LABELS, K, lam, lam, (4, 4))
+    assert float(best.loss) == pytest.approx(opt.loss, rel=1e-9) and opt.loss < 0.5
+    losses = np.asarray(best.restarts.losses)
+    assert int(best.restarts.best) == int(np.argmin(losses))
+
+
+def test_vmap_over_lambdas_compiles_once_and_records_layers():
+    p = ufm.DeepUFM.from_labels(LABELS, K, 0.01, 0.01, (4, 4), "relu")
+
+    def run(lam):
+        q = p.replace(lambda_H=lam, lambda_W=lam)
+        return ufm.solve(q, "lbfgs", max_steps=300, record_every=100)
+
+    run_all = jax.jit(jax.vmap(run))
+    first = run_all(np.array([0.01, 0.02]))
+    with CompileCounter() as c:
+        second = run_all(np.array([0.005, 0.03]))
+        jax.block_until_ready(second)
+    assert c.count == 0
+    assert second.trajectory.metrics["nc1"].shape == (2, 300 // 100 + 2, 2)  # (batch, R, L)
+    assert not np.allclose(first.loss, second.loss)
+
+
+def test_float32():
+    lam = _lam_for_kappa(0.5, 2)
+    p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (4, 4), "linear", dtype=np.float32)
+    sol = ufm.solve(p, "lbfgs", restarts=4)
+    assert sol.loss.dtype == np.float32
+    opt = deep.optimum_from_labels(LABELS, K, lam, lam, (4, 4))
+    assert float(sol.loss) == pytest.approx(opt.loss, rel=1e-4)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"widths": ()}, ValueError, "widths"),
+        ({"widths": (3, 0)}, ValueError, r"widths\[1\]"),
+        ({"widths": (3, 2.5)}, TypeError, r"widths\[1\]"),
+        ({"widths": 3}, TypeError, "widths"),
+        ({"lambda_W": [0.1, 0.1, 0.1]}, ValueError, "lambda_W"),
+        ({"lambda_W": [0.1, -0.1]}, ValueError, r"lambda_W\[1\]"),
+        ({"lambda_H": -1.0}, ValueError, "lambda_H"),
+        ({"activation": "tanh"}, ValueError, "activation"),
+        ({"bias": "yes"}, TypeError, "bias"),
+    ],
+    ids=lambda v: str(v)[:30],
+)
+def test_bad_input(kwargs, err, match):
+    args = {"lambda_H": 0.1, "lambda_W": 0.1, "widths": (3, 3), "activation": "relu"}
+    args.update(kwargs)
+    with pytest.raises(err, match=match):
+        ufm.DeepUFM(np.ones((4, 2)), **args)

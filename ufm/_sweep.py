@@ -1,0 +1,374 @@
+"""``ufm.sweep``: a phase diagram in one call, in vmapped chunks, resumable, sharded."""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+
+import jax
+import numpy as np
+
+from ._solution import Status
+from ._solve import _DEFAULT_TOL
+from ._solvers import Exact, resolve_solver
+from ._sweep_grid import check_grid, description, fingerprint
+from ._sweep_io import ResultsFile, SweepTable, check_output_path
+from ._sweep_rows import Spec, deep_reference, metric_columns, run_chunk
+from ._sweep_shard import gather, placer
+from ._validate import check_int
+from .problems import ClassificationUFM, DeepUFM, Problem, RegressionUFM
+
+_REFERENCE = ["loss_theory", "loss_gap", "err_gram_W", "err_gram_H", "rank_theory", "rank"]
+_INT_COLUMNS = {"seed", "steps", "rank", "rank_theory"}
+_MEMORY_PER_CHUNK = 2**28  # bytes a full-path chunk may hold, roughly (sets chunk_size)
+
+
+def sweep(
+    problem: Problem,
+    grid: dict,
+    *,
+    seeds=None,
+    solver=None,
+    chunk_size: int | None = None,
+    out=None,
+    progress=None,
+    restarts: int | None = None,
+    max_steps: int | None = None,
+    rtol=None,
+    atol=None,
+    reduced: bool | None = None,
+    devices=None,
+) -> SweepTable:
+    """Solve ``problem`` at every point of a grid of its fields and tabulate the results.
+
+    Args:
+        problem: any ufm problem; its fields named in ``grid`` are replaced point by point
+            (``problem.replace``), the others are kept.
+        grid: ``{field: 1-D values}`` for fields in ``problem.sweep_fields`` (regression:
+            ``lambda_H``, ``lambda_W``; classification: also ``lambda_b`` with a regularised
+            bias; deep: ``lambda_H``, ``lambda_W``, a scalar set on every layer). The sweep
+            covers the Cartesian product (and the seeds), in ``itertools.product`` order with
+            the seed fastest. Values must be finite, >= 0 and distinct (> 0 for the exact
+            solver).
+        seeds: init seeds (``key = jax.random.PRNGKey(seed)``): ``None`` (seed 0), an int
+            ``S`` (seeds ``0..S-1``) or a list of distinct ints.
+        solver, restarts, max_steps, rtol, atol: as in :func:`ufm.solve` (default solver: the
+            exact one where the problem admits it at every grid value, else L-BFGS).
+        chunk_size: points per compiled, vmapped call (default: 2048 on the exact solver's
+            ``n x n`` path, else what fits in about 256 MB). Every chunk has this size (the last
+            is padded), so a sweep compiles once.
+        out: path of a results CSV. Rows are appended chunk by chunk (flushed and fsync'd);
+            rerunning the same sweep skips the points already there, and a torn last line
+            (a killed run) is cut off first. A file of another sweep (different problem,
+            grid, seeds, solver or settings: a fingerprint in its first line) is an error.
+        progress: ``None`` (on when stderr is a terminal), ``True``, ``False`` or a callable
+            ``fn(done, total, seconds)``. Uses ``tqdm`` when installed, else a line per chunk
+            on stderr.
+        reduced: ``None`` (default) takes the ``n x n`` path whenever the exact solver runs on
+            an MSE problem; ``False`` forces the full path (``H`` recovered at every point, all
+            metrics measured).
+        devices: devices to shard each chunk's points across (default ``jax.devices()``: all
+            devices, of every process after ``jax.distributed.initialize``). Results do not
+            depend on it.
+
+    Returns:
+        A :class:`ufm.SweepTable`, one row per point in grid order, with columns: the grid
+        keys, ``seed``, ``status`` (a :class:`ufm.Status` name), ``loss``; the closed form
+        where :mod:`theory` has one (else NaN and ``rank_theory = -1``): ``loss_theory``,
+        ``loss_gap = (loss - loss_theory)/|loss_theory|``, ``err_gram_W`` (relative error of
+        ``W W^T``; the last layer's for deep problems), ``err_gram_H`` (of the sample Gram
+        ``H H^T`` for regression, of the class-mean Gram for classification; NaN for deep),
+        ``rank_theory`` and ``rank`` (collapse rank predicted and found, the numerical rank of
+        ``W W^T``); the problem's metrics (``nrc1..3``, ``nc1..4``, or per layer
+        ``nc1_layer1``, ...; on the exact solver's ``n x n`` path only those that need no
+        features sample by sample: ``nrc3``, ``nc2``, ``nc3``, the others NaN); ``steps``,
+        ``grad_norm``; ``restarts_successful`` (fraction) with ``restarts``.
+
+    Example::
+
+        lams = np.geomspace(1e-3, 1e0, 50)
+        table = ufm.sweep(ufm.RegressionUFM(Y, 1.0, 1.0, 32), {"lambda_H": lams,
+                          "lambda_W": lams}, out="phase.csv")
+        ufm.plot.phase_diagram(table, "phase.png")
+    """
+    if not isinstance(problem, Problem):
+        raise TypeError(f"problem must be a ufm problem, got {type(problem).__name__}")
+    problem.check_unbatched()
+    g = check_grid(problem, grid, seeds)
+    rep = problem.replace(**{k: float(v.min()) for k, v in zip(g.names, g.values, strict=True)})
+    solver = resolve_solver(solver, rep)
+    solver.check(rep)
+    if restarts is not None:
+        restarts = check_int(restarts, "restarts", minimum=1)
+    max_steps = check_int(
+        solver.default_max_steps if max_steps is None else max_steps, "max_steps", minimum=0
+    )
+    tols = _tolerances(problem.dtype, rtol, atol)
+    exact_ok = isinstance(solver, Exact) and problem.exact_data() is not None
+    if reduced and not exact_ok:
+        raise ValueError("reduced=True needs the exact solver on an MSE problem")
+    path = "reduced" if exact_ok and reduced is not False else "full"
+    if chunk_size is not None:
+        chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
+    if out is not None:
+        out = check_output_path(out)
+    if progress is not None and not isinstance(progress, bool) and not callable(progress):
+        raise TypeError(f"progress must be None, a bool or a callable, got {progress!r}")
+    devices = list(jax.devices() if devices is None else devices)
+    if not devices:
+        raise ValueError("devices must hold at least one device")
+
+    kind, per_class = _kind(problem)
+    mets = _metric_spec(problem)
+    spec = Spec(g.names, path, kind, restarts, max_steps, per_class, mets, _x64())
+    schema = _schema(g.names, metric_columns(mets), restarts is not None)
+    settings = {
+        "solver": repr(solver),
+        "restarts": restarts,
+        "max_steps": max_steps,
+        "rtol": float(tols[0]),
+        "atol": float(tols[1]),
+        "path": path,
+    }
+    desc = description(problem, g, settings, [n for n, _ in schema])
+    meta = {"thresholds": _thresholds(problem, kind, per_class, g.names)}
+    fp = fingerprint(desc)
+
+    writer, done_rows, done_idx = None, None, np.zeros(0, np.int64)
+    if out is not None and jax.process_index() == 0:
+        writer = ResultsFile.open(out, desc, fp, schema, meta)
+        done_rows, done_idx = writer.done, _indices_of(writer.done, g, out)
+    done_mask = np.zeros(g.size, bool)
+    done_mask[done_idx] = True
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        done_mask = np.asarray(multihost_utils.broadcast_one_to_all(done_mask))
+    pending = np.flatnonzero(~done_mask)
+
+    ndev = len(devices)
+    if chunk_size is None:
+        chunk_size = _default_chunk(problem, path, restarts)
+    # The chunk size depends on the grid, not on what is left, so that a resumed run reuses
+    # the first run's executable (from JAX's caches).
+    size = ndev * math.ceil(max(1, min(chunk_size, g.size)) / ndev)
+    report = _Progress(progress, g.size, int(done_mask.sum()))
+    if writer is not None and writer.repaired:
+        report.note(f"{out}: cut off a torn last line left by an interrupted run")
+    new_parts, new_idx = [], []
+    try:
+        if len(pending):
+            put = placer(devices)
+            base, solver_d = put(problem, sharded=False), put(solver, sharded=False)
+            tols_d = put(tols, sharded=False)
+            for start in range(0, len(pending), size):
+                idx = pending[start : start + size]
+                padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
+                vals, sds = g.points(padded)
+                res = run_chunk(
+                    base,
+                    solver_d,
+                    put(vals.astype(problem.dtype), sharded=True),
+                    put(sds.astype(np.int32), sharded=True),
+                    tols_d,
+                    spec,
+                )
+                cols = _host_columns(gather(res), len(idx), vals, sds, g.names, schema)
+                if kind == "deep":
+                    lw = np.broadcast_to(
+                        np.asarray(problem.lambda_W, np.float64), (len(idx), problem.num_layers)
+                    ).copy()
+                    if "lambda_W" in g.names:
+                        lw[:] = cols["lambda_W"][:, None]
+                    lh = (
+                        cols["lambda_H"]
+                        if "lambda_H" in g.names
+                        else np.full(len(idx), float(problem.lambda_H))
+                    )
+                    cols["WWT"] = np.asarray(res["WWT"])[: len(idx)]
+                    deep_reference(problem, lh, lw, cols)
+                    del cols["WWT"]
+                if writer is not None:
+                    writer.append(cols)
+                new_parts.append(cols)
+                new_idx.append(idx)
+                report.update(len(idx))
+    finally:
+        report.close()
+        if writer is not None:
+            writer.close()
+    parts, idx = new_parts, new_idx
+    if done_rows is not None and len(done_idx):
+        parts, idx = [done_rows, *parts], [done_idx, *idx]
+    order = np.argsort(np.concatenate(idx), kind="stable")
+    columns = {name: np.concatenate([p[name] for p in parts])[order] for name, _ in schema}
+    return SweepTable(columns, schema, meta)
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _x64() -> bool:
+    return bool(jax.config.jax_enable_x64)
+
+
+def _tolerances(dtype, rtol, atol):
+    import jax.numpy as jnp
+
+    d_rtol, d_atol = _DEFAULT_TOL.get(jnp.dtype(dtype).itemsize, _DEFAULT_TOL[4])
+    out = []
+    for name, v, default in (("rtol", rtol, d_rtol), ("atol", atol, d_atol)):
+        v = float(default if v is None else v)
+        if not v >= 0 or not math.isfinite(v):
+            raise ValueError(f"{name} must be a finite number >= 0, got {v}")
+        out.append(np.asarray(v, dtype))
+    return tuple(out)
+
+
+def _kind(problem) -> tuple[str, int | None]:
+    if isinstance(problem, RegressionUFM):
+        return "regression", None
+    if isinstance(problem, ClassificationUFM):
+        counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+        return "classification", int(counts[0]) if np.all(counts == counts[0]) else None
+    if isinstance(problem, DeepUFM):
+        return "deep", None
+    return "other", None
+
+
+def _metric_spec(problem) -> tuple[tuple[str, int | None], ...]:
+    params = jax.eval_shape(problem.default_init, jax.random.PRNGKey(0))
+    shapes = jax.eval_shape(problem.trajectory_metrics, params)
+    return tuple((k, None if v.shape == () else int(v.shape[0])) for k, v in shapes.items())
+
+
+def _schema(names, metric_cols, with_restarts: bool) -> list[tuple[str, str]]:
+    cols = [*names, "seed", "status", "loss", *_REFERENCE, *metric_cols, "steps", "grad_norm"]
+    if with_restarts:
+        cols.append("restarts_successful")
+    kinds = {"status": "str"}
+    return [(c, kinds.get(c, "int" if c in _INT_COLUMNS else "float")) for c in cols]
+
+
+def _default_chunk(problem, path: str, restarts) -> int:
+    if path == "reduced":
+        return 2048
+    params = jax.eval_shape(problem.default_init, jax.random.PRNGKey(0))
+    size = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params))
+    per_point = 40 * size * np.dtype(problem.dtype).itemsize * (restarts or 1)
+    return int(np.clip(_MEMORY_PER_CHUNK // max(per_point, 1), 1, 512))
+
+
+def _indices_of(rows: dict, g, out) -> np.ndarray:
+    lookup = g.index_of()
+    idx = []
+    for i in range(len(rows["seed"])):
+        key = (*(float(rows[k][i]) for k in g.names), int(rows["seed"][i]))
+        if key not in lookup:
+            raise ValueError(f"{out}: row {i + 1} is not a point of this sweep ({key})")
+        idx.append(lookup[key])
+    idx = np.asarray(idx, np.int64)
+    if len(np.unique(idx)) != len(idx):
+        raise ValueError(f"{out}: holds a point twice; the file was edited outside ufm.sweep")
+    return idx
+
+
+def _host_columns(res, n, vals, seeds, names, schema) -> dict[str, np.ndarray]:
+    cols = {k: np.asarray(vals[:n, i], np.float64) for i, k in enumerate(names)}
+    cols["seed"] = np.asarray(seeds[:n], np.int64)
+    cols["status"] = np.asarray([Status(int(s)).name for s in np.asarray(res["status"])[:n]])
+    for name, kind in schema:
+        if name in cols:
+            continue
+        cols[name] = np.asarray(res[name])[:n].astype(np.int64 if kind == "int" else np.float64)
+    return cols
+
+
+def _thresholds(problem, kind: str, per_class, names) -> list[dict]:
+    """Curves ``prod_k field_k^power_k = value`` of the closed forms' transitions (for plots)."""
+    both = {"lambda_H": 1, "lambda_W": 1}
+    if kind == "regression":
+        _, S = problem.target_moments()
+        ev = np.sort(np.linalg.eigvalsh(np.asarray(S, np.float64)))[::-1]
+        r = min(problem.target_dim, problem.feature_dim)
+        return [
+            {"label": f"c = lambda_{i + 1}(Sigma)", "powers": both, "value": float(v)}
+            for i, v in enumerate(ev[:r])
+            if v > 0
+        ]
+    if kind == "classification" and per_class is not None:
+        K = problem.num_classes
+        out = [{"label": "kappa = 1", "powers": both, "value": 1.0 / (K**2 * per_class)}]
+        if problem.loss == "mse" and problem.bias_mode == "reg" and "lambda_b" not in names:
+            lb = float(problem.lambda_b)
+            if lb > 0:
+                v = 1.0 / (K**2 * per_class * (1 + 1 / lb) ** 2)
+                out.append({"label": "kappa (1 + 1/lambda_b) = 1", "powers": both, "value": v})
+        return out
+    if kind == "deep":
+        import theory.deep as td
+
+        lw = np.asarray(problem.lambda_W)
+        if "lambda_W" not in names and not np.all(lw == lw[0]):
+            return []
+        L, P = problem.num_layers, problem.num_layers + 1
+        Y = np.asarray(problem.targets, np.float64)
+        Yc = Y - Y.mean(0) if problem.bias else Y
+        y = np.linalg.svd(Yc, compute_uv=False)[: min(problem.widths)]
+        kc, N = td.kappa_crit(P), Y.shape[0]
+        # kappa_i = gamma N y_i^{2/P - 2} < kappa_crit, gamma^P = lambda_H lambda_W^L.
+        return [
+            {
+                "label": f"kappa_{i + 1} = kappa_crit",
+                "powers": {"lambda_H": 1, "lambda_W": L},
+                "value": float((kc * v ** (2 - 2 / P) / N) ** P),
+            }
+            for i, v in enumerate(y)
+            if v > 1e-12 * y[0]
+        ]
+    return []
+
+
+class _Progress:
+    """Progress on stderr: tqdm where installed, else one line per chunk."""
+
+    def __init__(self, progress, total: int, done: int):
+        self.total, self.done, self.start_done = total, done, done
+        self.t0 = time.perf_counter()
+        self.fn = progress if callable(progress) and not isinstance(progress, bool) else None
+        on = sys.stderr.isatty() if progress is None else bool(progress)
+        self.bar = None
+        self.on = on and self.fn is None
+        if self.on:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, initial=done, unit="pt", file=sys.stderr)
+
+    def note(self, text: str) -> None:
+        if self.on or self.fn is not None:
+            print(f"ufm sweep: {text}", file=sys.stderr)
+
+    def update(self, k: int) -> None:
+        self.done += k
+        dt = time.perf_counter() - self.t0
+        if self.fn is not None:
+            self.fn(self.done, self.total, dt)
+        elif self.bar is not None:
+            self.bar.update(k)
+        elif self.on:
+            rate = (self.done - self.start_done) / max(dt, 1e-9)
+            left = (self.total - self.done) / rate if rate > 0 else float("inf")
+            print(
+                f"ufm sweep: {self.done}/{self.total} points ({100 * self.done / self.total:.0f}%)"
+                f", {rate:.1f} points/s, {left:.0f} s left",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
