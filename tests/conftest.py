@@ -1,11 +1,16 @@
 """Test configuration: float64 once for the whole suite, hypothesis profile, shared helpers."""
 
+import os
+
 import jax
 import numpy as np
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 jax.config.update("jax_enable_x64", True)
+# In-process CLI calls must not switch on the persistent compilation cache (a global JAX
+# setting) or write to the user's cache; tests of the cache unset this themselves.
+os.environ.setdefault("UFM_NO_COMPILE_CACHE", "1")
 
 settings.register_profile(
     "ufm",

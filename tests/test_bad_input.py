@@ -622,8 +622,20 @@ THEORY = [
     case(
         lambda: theory.compare(solution(), deep()),
         TypeError,
-        r"problem must be a ufm.RegressionUFM or ufm.ClassificationUFM.*DeepUFM",
-        "theory-compare-deep-problem",
+        r"solution.params must be ufm.DeepParams\(H, Ws, b\) for a ufm.DeepUFM, got Params",
+        "theory-compare-deep-problem-one-layer-solution",
+    ),
+    case(
+        lambda: theory.compare(solution(), ufm.stack([reg(), reg()])),
+        ValueError,
+        r"problem is batched",
+        "theory-compare-batched-problem",
+    ),
+    case(
+        lambda: theory.compare(solution(), metrics),
+        TypeError,
+        r"problem must be a ufm.RegressionUFM, ufm.ClassificationUFM or ufm.DeepUFM",
+        "theory-compare-not-a-problem",
     ),
     case(
         lambda: theory.compare(
@@ -699,7 +711,7 @@ CONVERT = [
     case(
         lambda: convert(to=None),
         ValueError,
-        r"to must be 'regression' or 'classification', got None",
+        r"to must be 'regression', 'classification' or 'deep', got None",
         "convert-to-none",
     ),
     case(
@@ -748,7 +760,111 @@ METRICS = [
 ]
 
 
-@pytest.mark.parametrize("call, exc, match", CONSTRUCTORS + SOLVE + THEORY + CONVERT + METRICS)
+# The shared checks called directly, with the messages the ``lead-`` cases above expect once
+# ``ufm.solve`` and ``DeepUFM`` call them (these pass today).
+SHARED = [
+    case(
+        lambda: _validate.check_key(0),
+        TypeError,
+        r"key must be a PRNG key.*got 0 of type int",
+        "shared-check-key-int",
+    ),
+    case(
+        lambda: _validate.check_key(jnp.ones(2)),
+        TypeError,
+        r"key must be a PRNG key.*dtype float",
+        "shared-check-key-float-array",
+    ),
+    case(
+        lambda: _validate.check_key(np.zeros(3, np.uint32)),
+        TypeError,
+        r"key must be a PRNG key.*shape \(3,\)",
+        "shared-check-key-wrong-shape",
+    ),
+    case(
+        lambda: _validate.check_key(jax.random.split(jax.random.PRNGKey(0), 3)),
+        ValueError,
+        r"key must be a single PRNG key",
+        "shared-check-key-batch",
+    ),
+    case(
+        lambda: _validate.check_key(jax.random.split(jax.random.key(0), 3)),
+        ValueError,
+        r"key must be a single PRNG key",
+        "shared-check-key-typed-batch",
+    ),
+    case(
+        lambda: _validate.check_tolerance("1e-8", "rtol", np.float64),
+        TypeError,
+        r"rtol must be a real number",
+        "shared-check-tolerance-string",
+    ),
+    case(
+        lambda: _validate.check_tolerance(True, "rtol", np.float64),
+        TypeError,
+        r"rtol must be a real number, not a bool",
+        "shared-check-tolerance-bool",
+    ),
+    case(
+        lambda: _validate.check_tolerance(np.inf, "atol", np.float64),
+        ValueError,
+        r"atol must be >= 0 and finite, got inf",
+        "shared-check-tolerance-inf",
+    ),
+    case(
+        lambda: _validate.check_tolerance(-1e-3, "atol", np.float64),
+        ValueError,
+        r"atol must be >= 0 and finite, got -0.001",
+        "shared-check-tolerance-negative",
+    ),
+    case(
+        lambda: labels_array(np.array(list("abcabc")), 3),
+        TypeError,
+        r"labels must be integers",
+        "shared-labels-array-strings",
+    ),
+    case(
+        lambda: labels_array([0, None, 1], 2),
+        TypeError,
+        r"labels must be integers",
+        "shared-labels-array-none-entry",
+    ),
+    case(
+        lambda: labels_array(LABELS[None], 3),
+        ValueError,
+        r"labels must be a 1-D integer array",
+        "shared-labels-array-2d",
+    ),
+    case(
+        lambda: _validate.check_lambda(True, "lambda_H"),
+        TypeError,
+        r"lambda_H must be a real number, not a bool",
+        "shared-check-lambda-bool",
+    ),
+    case(
+        lambda: _validate.check_memory([(6, 10**12)], np.float64, "widths[1] = 10**12"),
+        ValueError,
+        r"widths\[1\] = 10\*\*12: needs 4.8e\+04 GB in float64",
+        "shared-check-memory",
+    ),
+    case(
+        lambda: _validate.check_int(jnp.ones(()), "max_steps", minimum=0),
+        TypeError,
+        r"max_steps must be an int >= 0",
+        "shared-check-int-float-array",
+    ),
+    case(
+        lambda: _validate.positive_number("0.1", "lr"),
+        TypeError,
+        r"lr must be a real number > 0",
+        "shared-positive-number-string",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "call, exc, match", CONSTRUCTORS + SOLVE + THEORY + CONVERT + METRICS + SHARED
+)
 def test_bad_input_raises_naming_the_argument(call, exc, match):
     with pytest.raises(exc, match=match):
         call()
@@ -756,7 +872,7 @@ def test_bad_input_raises_naming_the_argument(call, exc, match):
 
 def test_catalogue_size():
     """The issue asks for at least 60 distinct cases (with the command line's)."""
-    ids = [p.id for p in CONSTRUCTORS + SOLVE + THEORY + CONVERT + METRICS]
+    ids = [p.id for p in CONSTRUCTORS + SOLVE + THEORY + CONVERT + METRICS + SHARED]
     assert len(ids) == len(set(ids)) >= 60
 
 
@@ -783,6 +899,10 @@ def test_catalogue_size():
         ),
         pytest.param(lambda: convert(lambda_H=np.array([1e-3, 2e-3])), id="convert-lambda-array"),
         pytest.param(lambda: labels_array(jnp.asarray(LABELS), 3), id="labels-array-jax"),
+        pytest.param(lambda: _validate.check_key(jax.random.key(0)), id="check-key-typed"),
+        pytest.param(lambda: _validate.check_key(jax.random.PRNGKey(0)), id="check-key-raw"),
+        pytest.param(lambda: _validate.check_key(np.zeros(2, np.uint32)), id="check-key-numpy"),
+        pytest.param(lambda: _validate.check_int(np.asarray(3), "k"), id="check-int-0d-array"),
     ],
 )
 def test_valid_input_still_accepted(call):

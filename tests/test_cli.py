@@ -37,7 +37,7 @@ def test_classification_checks(capsys):
 def test_check_all_runs_every_problem_kind(capsys):
     assert main(["check", "--all", "--M", "200", "--per-class", "5"]) == 0
     out = capsys.readouterr().out
-    assert "7 of 7 problem kinds pass" in out
+    assert "8 of 8 problem kinds pass" in out
     for kind in ("loss = mse, bias = none", "loss = mse, bias = 1.0", "loss = ce, bias = free"):
         assert kind in out
 
@@ -74,3 +74,13 @@ def test_console_script():
     r = subprocess.run(["ufm", "check"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS" in r.stdout
+
+
+def test_check_deep(capsys):
+    args = ["check", "--problem", "deep", "--classes", "3", "--per-class", "2"]
+    assert main([*args, "--widths", "4,4,4", "--activation", "linear", "--restarts", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "deep UFM, widths = (4, 4, 4)" in out and "PASS" in out and "feature_gram_3" in out
+    with pytest.raises(SystemExit) as e:
+        main([*args, "--widths", "4,0"])
+    assert e.value.code == 2 and "--widths" in capsys.readouterr().err

@@ -138,3 +138,23 @@ def test_bad_input(kwargs, err, match):
     args.update(kwargs)
     with pytest.raises(err, match=match):
         ufm.DeepUFM(np.ones((4, 2)), **args)
+
+
+def test_convert_lambdas_to_the_deep_convention():
+    """A paper writing lambda_H'/(2N)||H||^2 maps to lambda_H = lambda_H'/N; every layer's
+    lambda_W is converted like lambda_W; the objectives then agree up to the returned scale."""
+    rng = np.random.default_rng(0)
+    Y = rng.normal(size=(6, 2))
+    lH, lW, scale = ufm.convert_lambdas(
+        0.6, np.array([0.1, 0.2]), "andriopoulos2024", num_samples=6, target_dim=2, to="deep"
+    )
+    assert float(lH) == pytest.approx(0.1) and np.allclose(lW, [0.1, 0.2]) and scale == 1.0
+    p = ufm.DeepUFM(Y, lH, lW, (3, 3), "linear")
+    params = p.default_init(jax.random.PRNGKey(0))
+    Z = p.output(params)
+    theirs = (
+        0.5 / 6 * np.sum((Z - Y) ** 2)
+        + 0.6 / 12 * np.sum(params.H**2)
+        + sum(0.5 * lw * np.sum(W**2) for lw, W in zip([0.1, 0.2], params.Ws, strict=True))
+    )
+    assert float(p.objective(params)) == pytest.approx(float(theirs), rel=1e-12)

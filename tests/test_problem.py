@@ -136,7 +136,7 @@ def test_convert_to_classification_convention():
     theirs = ufm.RegressionUFM(np.eye(4)[y], 0.4, 0.2, 5).objective(ufm.Params(H, W, b))
     ours = ufm.ClassificationUFM(y, 4, lH, lW, 5, bias="free").objective(ufm.Params(H, W, b))
     assert float(theirs) == pytest.approx(scale * float(ours), rel=1e-12)
-    with pytest.raises(ValueError, match="to must be 'regression' or 'classification'"):
+    with pytest.raises(ValueError, match="to must be 'regression', 'classification' or 'deep'"):
         ufm.convert_lambdas(1, 1, "no_half", num_samples=4, target_dim=2, to="ce")
 
 

@@ -72,7 +72,8 @@ CONVENTIONS: dict[str, Convention] = {
         lambda M, n: 1 / (2 * M),
         lambda M, n: 0.5,
         lambda M, n: 0.5,
-        "Tirer & Bruna (ICML 2022), Zhu et al. (NeurIPS 2021): lambda_H/2 ||H||^2",
+        "Tirer & Bruna (ICML 2022), Zhu et al. (NeurIPS 2021), Súkeník et al. (NeurIPS 2023, "
+        "deep UFM): lambda_H/2 ||H||^2",
     ),
     "no_half": Convention(
         lambda M, n: 1 / M,
@@ -133,7 +134,10 @@ def convert_lambdas(
     ``to="regression"`` gives :class:`ufm.RegressionUFM`'s lambdas (``"andriopoulos2024"``);
     ``to="classification"`` gives :class:`ufm.ClassificationUFM`'s, whose feature penalty is not
     divided by ``N`` (the ``"feature_penalty_sum"`` convention): e.g. a paper that writes
-    ``lambda_H'/(2N) ||H||^2`` maps to ``lambda_H = lambda_H' / N``.
+    ``lambda_H'/(2N) ||H||^2`` maps to ``lambda_H = lambda_H' / N``. ``to="deep"`` gives
+    :class:`ufm.DeepUFM`'s (Tirer & Bruna 2022, Súkeník et al. 2023: ``1/(2N)||Z - Y||^2 +
+    lambda_H/2 ||H||^2 + sum_l lambda_W_l/2 ||W_l||^2``), the same map as classification with
+    every layer's ``lambda_W_l`` converted like ``lambda_W`` (pass an array of ``L`` values).
 
     Returns ``(lambda_H, lambda_W, objective_scale)`` with
     ``their objective = objective_scale * ufm's objective`` at every ``(H, W, b)``.
@@ -147,9 +151,13 @@ def convert_lambdas(
         lH, lW, _ = ufm.convert_lambdas(1e-3, 1e-3, "element_mean", num_samples=M, target_dim=n)
         problem = ufm.RegressionUFM(Y, lH, lW, feature_dim=256)
     """
-    targets = {"regression": "andriopoulos2024", "classification": "feature_penalty_sum"}
+    targets = {
+        "regression": "andriopoulos2024",
+        "classification": "feature_penalty_sum",
+        "deep": "feature_penalty_sum",
+    }
     if not isinstance(to, str) or to not in targets:
-        raise ValueError(f"to must be 'regression' or 'classification', got {to!r}")
+        raise ValueError(f"to must be 'regression', 'classification' or 'deep', got {to!r}")
     conv, ours = _convention(convention), CONVENTIONS[targets[to]]
     M = check_int(num_samples, "num_samples", minimum=1)
     n = check_int(target_dim, "target_dim", minimum=1)

@@ -11,7 +11,7 @@ import numpy as np
 from ._iterate import iterate
 from ._solution import Restarts, Solution, Status, Trajectory
 from ._solvers import resolve_solver
-from ._validate import check_int, is_concrete
+from ._validate import check_int, check_key, check_tolerance, is_concrete
 from .problems._base import Problem
 
 # Relative tolerance of the global-optimality certificate (ufm/_certificate.py).
@@ -188,16 +188,11 @@ def solve(
             raise ValueError("restarts needs init=None: each restart draws its own random init")
     dt = problem.dtype
     d_rtol, d_atol = _DEFAULT_TOL.get(jnp.dtype(dt).itemsize, _DEFAULT_TOL[4])
-    tols = []
-    for name, v, default in (("rtol", rtol, d_rtol), ("atol", atol, d_atol)):
-        v = jnp.asarray(default if v is None else v, dt)
-        if v.ndim != 0:
-            raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
-        if is_concrete(v) and not float(v) >= 0:
-            raise ValueError(f"{name} must be >= 0, got {float(v)}")
-        tols.append(v)
-    if key is None:
-        key = jax.random.PRNGKey(0)
+    tols = [
+        check_tolerance(default if v is None else v, name, dt)
+        for name, v, default in (("rtol", rtol, d_rtol), ("atol", atol, d_atol))
+    ]
+    key = jax.random.PRNGKey(0) if key is None else check_key(key)
     if getattr(solver, "staged", False) and record_every is None and restarts is None:
         summary, y0 = _prepare_jit(solver, problem, key, init)
         loop = _loop_jit(solver, summary, y0, *tols, max_steps)

@@ -367,17 +367,23 @@ def _host_memory() -> int | None:
 
 
 def available_memory() -> tuple[int | None, str]:
-    """``(bytes, where)``: on a GPU/TPU backend the default device's ``bytes_limit`` minus its
-    ``bytes_in_use`` (``memory_stats()``, when the device reports them), else the host's
-    available memory; ``bytes = None`` when unknown (the check is then skipped)."""
+    """``(bytes, where)``: on a GPU/TPU backend the free memory of the local devices together
+    (``bytes_limit - bytes_in_use`` of each device's ``memory_stats()``, when they report them;
+    summed, since a problem may be sharded over them), else the host's available memory;
+    ``bytes = None`` when unknown (the check is then skipped)."""
     backend = jax.default_backend()
     if backend != "cpu":
-        try:
-            stats = jax.devices()[0].memory_stats() or {}
-        except Exception:  # noqa: BLE001 - a backend without memory statistics
-            stats = {}
-        if "bytes_limit" in stats:
-            return stats["bytes_limit"] - stats.get("bytes_in_use", 0), f"{backend} memory"
+        total, devices = 0, jax.local_devices()
+        for dev in devices:
+            try:
+                stats = dev.memory_stats() or {}
+            except Exception:  # noqa: BLE001 - a backend without memory statistics
+                stats = {}
+            if "bytes_limit" not in stats:
+                break
+            total += stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+        else:
+            return total, f"{backend} memory ({len(devices)} device(s))"
     return _host_memory(), "host memory (MemAvailable)"
 
 

@@ -14,6 +14,8 @@ import time
 import numpy as np
 
 from .._validate import check_finite, check_memory, check_real_dtype
+from . import _deep
+from ._cache import enable_compilation_cache
 
 DEFAULTS = {"n": 3, "d": 32, "M": 1000, "lambda_H": 0.1, "lambda_W": 0.1, "seed": 0}
 TOL = {"float64": 1e-6, "float32": 1e-4}
@@ -41,11 +43,19 @@ def register(sub) -> None:
     )
     c.add_argument(
         "--problem",
-        choices=("regression", "mse", "ce"),
+        choices=("regression", "mse", "ce", "deep"),
         default="regression",
-        help="regression (default), or classification with MSE or cross-entropy loss",
+        help="regression (default), classification with MSE or cross-entropy loss, or the "
+        "deep / extended UFM (one-hot targets; --widths, --activation, --restarts)",
     )
     c.add_argument("--all", action="store_true", help="run every problem kind and bias mode")
+    _deep.add_arguments(c)
+    c.add_argument(
+        "--no-cache",
+        action="store_true",
+        dest="no_cache",
+        help="do not use JAX's persistent compilation cache (also: UFM_NO_COMPILE_CACHE=1)",
+    )
     c.add_argument("--n", type=int, default=DEFAULTS["n"], help="regression target dimension (3)")
     c.add_argument("--M", type=int, default=DEFAULTS["M"], help="regression samples (1000)")
     c.add_argument("--classes", type=int, default=4, help="classification: K (default 4)")
@@ -204,8 +214,17 @@ def check_arguments(args) -> None:
             f"--classes {K}, --per-class {args.per_class}, --d {d} are too large: the features "
             f"H (N, d) and the one-hot targets (N, K) for N = {N}",
         )
-    if not args.all and args.problem != "regression":
+    if not args.all and args.problem not in ("regression", "deep"):
         _bias(args.bias)
+    if args.all or args.problem == "deep":
+        widths = _deep.parse_widths(args.widths)
+        _at_least(args, "restarts", "--restarts", 1)
+        N = args.classes * args.per_class
+        check_memory(
+            [(args.restarts * N, widths[0])],
+            args.dtype,
+            f"--widths {args.widths} with --restarts {args.restarts} is too large for N = {N}",
+        )
     _solver(args.solver, args.lr)
 
 
@@ -255,10 +274,17 @@ def _run(problem, desc, args) -> int:
 
     solver = _solver(args.solver, args.lr)
     tol = TOL[args.dtype] if args.tol is None else args.tol
-    name = args.solver or ("exact" if problem.is_mse else "lbfgs")
+    deep = isinstance(problem, ufm.DeepUFM)
+    name = args.solver or ("exact" if problem.exact_data() is not None else "lbfgs")
     print(f"ufm check: {desc}, solver = {name}")
     t0 = time.perf_counter()
-    sol = ufm.solve(problem, solver, key=jax.random.PRNGKey(args.seed), max_steps=args.max_steps)
+    sol = ufm.solve(
+        problem,
+        solver,
+        key=jax.random.PRNGKey(args.seed),
+        max_steps=args.max_steps,
+        restarts=args.restarts if deep else None,
+    )
     jax.block_until_ready(sol)
     elapsed = time.perf_counter() - t0
     cmp = theory.compare(sol, problem)
@@ -266,7 +292,11 @@ def _run(problem, desc, args) -> int:
         opt = theory.regression.optimum_of(problem)
         eig = ", ".join(f"{v:.4g}" for v in np.asarray(opt.eigenvalues))
         print(f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {float(opt.c):.4g}")
-    print(f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compilation)\n")
+    print(f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compilation)")
+    if deep:
+        rate = float(sol.restarts.success_rate)
+        print(f"  restarts: {rate:.0%} ended successful (stationary); best loss kept")
+    print()
     print(cmp.table(tol))
     ok = cmp.passed(tol)
     print(
@@ -282,6 +312,7 @@ def check(args) -> int:
     import jax
 
     check_arguments(args)
+    enable_compilation_cache(off=args.no_cache)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     import ufm
@@ -291,8 +322,11 @@ def check(args) -> int:
         for loss in ("mse", "ce"):
             for bias in ("none", "free", 1.0):
                 runs.append(_classification(args, ufm, loss, bias))
+        runs.append(_deep.deep_problem(args, ufm))
     elif args.problem == "regression":
         runs = [_regression(args, ufm)]
+    elif args.problem == "deep":
+        runs = [_deep.deep_problem(args, ufm)]
     else:
         runs = [_classification(args, ufm, args.problem, _bias(args.bias))]
     codes = [_run(problem, desc, args) for problem, desc in runs]

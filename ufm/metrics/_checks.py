@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_label_values
+from .._validate import check_label_values, check_real_dtype
 
 
 def _as_array(x, name: str):
@@ -33,6 +33,7 @@ def real_array(x, name: str, ndim: int, what: str) -> jax.Array:
     dropped), ValueError for the wrong rank; ``what`` describes the expected shape.
     """
     arr = _as_array(x, name)
+    check_real_dtype(arr.dtype, name)
     kind = np.dtype(arr.dtype).kind
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")

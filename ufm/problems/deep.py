@@ -18,10 +18,12 @@ from .._certificate import gradient_rounding, violation
 from .._validate import (
     check_finite,
     check_int,
-    check_label_values,
-    check_nonnegative_scalar,
+    check_lambda,
+    check_memory,
     check_shape,
     float_array,
+    float_dtype,
+    labels_array,
 )
 from ._base import Problem, gaussian
 
@@ -115,20 +117,25 @@ class DeepUFM(Problem):
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         dt = targets.dtype
-        lambda_H = float_array(lambda_H, "lambda_H", dt)
-        check_nonnegative_scalar(lambda_H, "lambda_H")
-        lambda_W = float_array(lambda_W, "lambda_W", dt)
-        if lambda_W.ndim == 0:
-            check_nonnegative_scalar(lambda_W, "lambda_W")
-            lambda_W = jnp.broadcast_to(lambda_W, (L,))
-        elif lambda_W.shape != (L,):
+        lambda_H = check_lambda(lambda_H, "lambda_H", dt)
+        if np.ndim(lambda_W) == 0:
+            lambda_W = jnp.broadcast_to(check_lambda(lambda_W, "lambda_W", dt), (L,))
+        elif np.shape(lambda_W) != (L,):
             raise ValueError(
                 f"lambda_W must be a scalar or one value per layer, shape (L,) = ({L},) for "
-                f"widths {widths}, got shape {lambda_W.shape}"
+                f"widths {widths}, got shape {np.shape(lambda_W)}"
             )
         else:
-            for i in range(L):
-                check_nonnegative_scalar(lambda_W[i], f"lambda_W[{i}]")
+            lambda_W = jnp.stack(
+                [check_lambda(lambda_W[i], f"lambda_W[{i}]", dt) for i in range(L)]
+            )
+        shapes = [(N, widths[0]), *zip([*widths[1:], n], widths, strict=True)]
+        check_memory(
+            shapes,
+            dt,
+            f"the widths d_1, ..., d_L = {', '.join(map(str, widths))} are too large for "
+            f"N = {N} samples: the variables H (N, d_1) and W_l (d_(l+1), d_l)",
+        )
         self.targets, self.lambda_H, self.lambda_W = targets, lambda_H, lambda_W
         self.labels, self.num_classes = None, None
         self.widths, self.activation, self.bias = widths, activation, bias
@@ -149,15 +156,10 @@ class DeepUFM(Problem):
         """The classification deep UFM: one-hot targets ``Y = onehot(labels)`` of shape
         ``(N, K)``; NC1-NC4 are recorded layer by layer."""
         K = check_int(num_classes, "num_classes", minimum=2)
-        labels = jnp.asarray(labels)
-        if labels.ndim != 1 or not jnp.issubdtype(labels.dtype, jnp.integer):
-            raise TypeError(
-                f"labels must be a 1-D integer array (N,), got shape {labels.shape}, dtype "
-                f"{labels.dtype}"
-            )
-        check_label_values(labels, K)
-        dt = jnp.result_type(float) if dtype is None else jnp.dtype(dtype)
-        obj = cls(jax.nn.one_hot(labels, K, dtype=dt), lambda_H, lambda_W, widths, activation, bias)
+        labels = labels_array(labels, K)
+        dt = float_dtype(dtype)
+        Y = jax.nn.one_hot(labels, K, dtype=dt)
+        obj = cls(Y, lambda_H, lambda_W, widths, activation, bias, dtype=dt)
         obj.labels, obj.num_classes = labels.astype(jnp.int32), K
         return obj
 
@@ -290,9 +292,9 @@ class DeepUFM(Problem):
         keys = jax.random.split(key, P)
         factors = []
         for j, (shape, k) in enumerate(zip(shapes, keys, strict=True)):
-            std = sv[j] * np.sqrt(r / (shape[0] * shape[1]))
+            std = sv[j] * float(np.sqrt(r / (shape[0] * shape[1])))
             if self.activation == "relu" and 1 <= j < L:
-                std = std * np.sqrt(2.0)
+                std = std * float(np.sqrt(2.0))
             factors.append(gaussian(k, shape, dt, scale * std))
         return DeepParams(factors[0], tuple(factors[1:]), jnp.zeros((n,), dt))
 
