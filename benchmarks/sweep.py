@@ -147,6 +147,8 @@ def main() -> None:
     rows.append((f"CE sweep K = 10 x 100, d = 64, {npc} points", f"{ce_time:.1f} s",
                  "L-BFGS, incl. compile"))  # fmt: skip
     rows.append(("  success rate", f"{succ.mean():.3f}", ""))
+    rows.append(("  steps (median / max)", f"{np.median(ct['steps']):.0f} / {ct['steps'].max()}",
+                 ""))  # fmt: skip
     if np.any(succ):
         rows.append(("  max |loss gap| (successful)", f"{np.max(np.abs(ct['loss_gap'][succ])):.1e}",
                      ""))  # fmt: skip

@@ -158,3 +158,22 @@ def test_convert_lambdas_to_the_deep_convention():
         + sum(0.5 * lw * np.sum(W**2) for lw, W in zip([0.1, 0.2], params.Ws, strict=True))
     )
     assert float(p.objective(params)) == pytest.approx(float(theirs), rel=1e-12)
+
+
+def test_low_rank_solutions_beat_deep_neural_collapse_for_deep_relu():
+    """Súkeník, Lampert & Mondelli (NeurIPS 2024): for L >= 3 layers and K >= 3 classes deep
+    neural collapse is not optimal. Found here with restarts (K = 4, five per class, four ReLU
+    layers of width 8): several restarts end below the DNC candidate's loss, with a class-mean
+    representation of rank < K at an inner layer."""
+    K4, per, widths, lam = 4, 5, (8, 8, 8, 8), 5e-3
+    labels = np.repeat(np.arange(K4), per)
+    p = ufm.DeepUFM.from_labels(labels, K4, lam, lam, widths, "relu")
+    sol = ufm.solve(p, "lbfgs", restarts=16, key=jax.random.PRNGKey(1), max_steps=1000)
+    dnc = deep.dnc_candidate_loss(K4, per, lam, lam, widths)
+    assert float(sol.loss) < dnc - 1e-4
+    ranks = []
+    for X in p.layer_features(sol.params):
+        mu = np.stack([np.asarray(X)[labels == k].mean(0) for k in range(K4)])
+        sv = np.linalg.svd(mu, compute_uv=False)
+        ranks.append(int(np.sum(sv > 1e-2 * sv[0])))
+    assert min(ranks) < K4, ranks

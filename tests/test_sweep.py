@@ -133,6 +133,10 @@ def test_resume_repairs_a_torn_line_and_never_duplicates(table, tmp_path):
     # A finished file: a rerun solves nothing and returns the same table.
     done = ufm.sweep(regression_problem(), GRID, out=out, **KW)
     np.testing.assert_array_equal(done["loss"], table["loss"])
+    # Killed while the header itself was written: the header is written again.
+    out.write_text(text[:30])
+    ufm.sweep(regression_problem(), GRID, out=out, **KW)
+    assert out.read_text() == text
 
 
 def test_a_file_of_another_sweep_is_an_error_and_left_alone(tmp_path):

@@ -76,11 +76,13 @@ class Trajectory(NamedTuple):
 
 
 class Restarts(NamedTuple):
-    """The spread of a solve with ``restarts=R``: every restart's final loss and status
-    (shape ``(R,)``, with a leading batch axis under vmap). ``best`` is the index returned."""
+    """The spread of a solve with ``restarts=R``: every restart's final loss, status and number
+    of steps (shape ``(R,)``, with a leading batch axis under vmap). ``best`` is the index
+    returned. The restarts run together, so the vmapped loop runs ``max(num_steps)`` steps."""
 
     losses: jax.Array
     statuses: jax.Array
+    num_steps: jax.Array
     best: jax.Array
 
     @property

@@ -106,7 +106,8 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, 
     )
     best = jnp.argmin(ranked)
     pick = jax.tree_util.tree_map(lambda x: x[best], sols)
-    return pick._replace(restarts=Restarts(sols.loss, sols.status, best.astype(jnp.int32)))
+    spread = Restarts(sols.loss, sols.status, sols.num_steps, best.astype(jnp.int32))
+    return pick._replace(restarts=spread)
 
 
 def solve(

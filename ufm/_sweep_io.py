@@ -173,6 +173,18 @@ def _read(path, with_size: bool = False):
     return (header, body, size) if with_size else (header, body)
 
 
+def read_rows(path, fp: str, schema) -> dict[str, np.ndarray] | None:
+    """The complete rows of a results file of the sweep with fingerprint ``fp``, read only;
+    ``None`` when the file cannot be read or belongs to another sweep."""
+    try:
+        header, body = _read(path)
+        if header is None or header["fingerprint"] != fp:
+            return None
+        return parse_rows(path, [list(s) for s in schema], body)[0]
+    except (OSError, ValueError):
+        return None
+
+
 def check_output_path(path) -> str:
     """A clear error, before any work, unless ``path`` can hold the results file."""
     path = os.fspath(path)

@@ -141,16 +141,19 @@ def _classification_reference(p, per_class, loss, WWT, class_gram):
     }
 
 
-def _no_reference(WWT):
-    scale = jnp.maximum(jnp.linalg.eigvalsh(sym(WWT))[-1], 0.0)
-    nan = jnp.full((), jnp.nan, WWT.dtype)
+def _no_reference(WWT, dtype):
+    """NaN closed-form columns, ``rank_theory = -1``; ``rank`` of ``WWT`` (``-1`` if None)."""
+    nan = jnp.full((), jnp.nan, dtype)
+    none = jnp.full((), -1, jnp.int32)
+    if WWT is not None:
+        scale = jnp.maximum(jnp.linalg.eigvalsh(sym(WWT))[-1], 0.0)
     return {
         "loss_theory": nan,
         "loss_gap": nan,
         "err_gram_W": nan,
         "err_gram_H": nan,
-        "rank_theory": jnp.full((), -1, jnp.int32),
-        "rank": _rank(WWT, scale),
+        "rank_theory": none,
+        "rank": none if WWT is None else _rank(WWT, scale),
     }
 
 
@@ -182,7 +185,10 @@ def _point_full(p, solver, key, tols, spec: Spec):
     if spec.kind == "deep":
         W = sol.params.Ws[-1]
         row["WWT"] = W @ W.T  # to the host, for theory.deep
-        row.update(_no_reference(row["WWT"]))
+        row.update(_no_reference(row["WWT"], p.dtype))
+        return row
+    if spec.kind == "other":  # a problem without closed forms here
+        row.update(_no_reference(None, p.dtype))
         return row
     H, W, b = sol.params
     WWT = W @ W.T
@@ -202,7 +208,7 @@ def _point_full(p, solver, key, tols, spec: Spec):
         mu, _, _ = class_means(H, p.labels, p.num_classes)
         row.update(_classification_reference(q, spec.per_class, sol.loss, WWT, mu @ mu.T))
     else:
-        row.update(_no_reference(WWT))
+        row.update(_no_reference(WWT, p.dtype))
     return row
 
 
@@ -262,7 +268,7 @@ def _point_reduced(p, solver, key, tols, spec: Spec):
             return _rel(diff, N * jnp.linalg.norm(R @ Kcore @ R), scale)
 
         row.update(_regression_reference(q, loss, ro.WWT, gram_err))
-    else:
+    elif spec.kind == "classification":
         from .metrics import nc2, nc3
 
         K = p.num_classes
@@ -274,7 +280,9 @@ def _point_reduced(p, solver, key, tols, spec: Spec):
         if spec.per_class is not None:
             row.update(_classification_reference(q, spec.per_class, loss, ro.WWT, mu @ mu.T))
         else:
-            row.update(_no_reference(ro.WWT))
+            row.update(_no_reference(ro.WWT, p.dtype))
+    else:
+        row.update(_no_reference(ro.WWT, p.dtype))
     row.update(_flat_metrics(mets, spec, p.dtype))
     return row
 

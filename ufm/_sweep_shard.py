@@ -51,6 +51,15 @@ def gather(tree):
     return multihost_utils.process_allgather(tree, tiled=True)
 
 
+def broadcast(x: np.ndarray) -> np.ndarray:
+    """Process 0's ``x`` on every process (a no-op with one process)."""
+    if jax.process_count() == 1:
+        return x
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.broadcast_one_to_all(x))
+
+
 def shard_samples(problem, devices=None):
     """The same problem with its sample axis split across ``devices`` (default: all devices).
 

@@ -218,8 +218,10 @@ def _weight_decay(weight_decay, L: int, dtype) -> jax.Array:
         raise ValueError(
             f"weight_decay must be a scalar or one value per layer, shape ({L},), got {wd.shape}"
         )
-    if is_concrete(wd) and not bool(jnp.all(jnp.isfinite(wd) & (wd >= 0))):
-        raise ValueError(f"weight_decay must be finite and >= 0, got {np.asarray(wd)}")
+    if is_concrete(wd):
+        v = np.asarray(wd)
+        if not np.all(np.isfinite(v) & (v >= 0)):
+            raise ValueError(f"weight_decay must be finite and >= 0, got {v}")
     return jnp.broadcast_to(wd, (L,))
 
 
@@ -265,7 +267,7 @@ def fit(
         weight_decay: ``lambda >= 0``, scalar or ``(L,)``: the penalty ``sum_l lambda_l/2
             ||W_l||_F^2`` inside the loss (weights only).
         learning_rate: step of the default optimiser ``optax.sgd(learning_rate, momentum=0.9)``
-            (default 0.05; traced); leave ``None`` when passing ``optimizer``.
+            (default 0.02; traced; standardise the inputs); ``None`` when passing ``optimizer``.
         optimizer: any optax transformation (static: pass the same object to reuse the
             compilation; sweep its hyperparameters with ``optax.inject_hyperparams``).
         epochs: number of passes over the data.
@@ -281,9 +283,9 @@ def fit(
     """
     if loss not in LOSSES:
         raise ValueError(f"loss must be one of {LOSSES}, got {loss!r}")
+    if jnp.ndim(_array_view(X, "X")) != 2:
+        raise ValueError(f"X must have shape (N, d), got {jnp.shape(_array_view(X, 'X'))}")
     X = float_array(X, "X")
-    if X.ndim != 2:
-        raise ValueError(f"X must have shape (N, d), got {X.shape}")
     check_finite(X, "X")
     N, d = X.shape
     dt = X.dtype
@@ -300,11 +302,14 @@ def fit(
     wd = _weight_decay(weight_decay, L, dt)
     if optimizer is not None and learning_rate is not None:
         raise ValueError("learning_rate is for the default optimiser: pass one or the other")
-    lr = float_array(0.05 if learning_rate is None else learning_rate, "learning_rate", dt)
+    lr = float_array(0.02 if learning_rate is None else learning_rate, "learning_rate", dt)
     if lr.ndim != 0 or (is_concrete(lr) and not (np.isfinite(float(lr)) and float(lr) > 0)):
         raise ValueError(f"learning_rate must be a finite scalar > 0, got {learning_rate!r}")
+    if params is not None:
+        params = _check_params(params, model, dt)
     k_init, k_shuffle, k_record = jax.random.split(key, 3)
-    params = model.init(k_init, dt) if params is None else _check_params(params, model, dt)
+    if params is None:
+        params = model.init(k_init, dt)
     Xr, Tr = X, T
     if record_samples is not None:
         m = check_int(record_samples, "record_samples", minimum=2)

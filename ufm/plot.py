@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Metric panel: the first of these columns that holds a finite value.
+# Metric panel: the first of these columns (or its layer-1 value) that holds a finite value.
 METRIC_ORDER = ("nrc1", "nc1", "nrc3", "nc2")
 
 
@@ -81,8 +81,9 @@ def phase_diagram(
         table: a :class:`ufm.SweepTable` (or ``SweepTable.from_csv(path)``) with ``x`` and
             ``y`` among its grid keys (all values > 0: the axes are logarithmic).
         path: write the figure there (PNG, PDF, ... by extension); ``None``: only return it.
-        metric: the metric column (default: the first of ``nrc1``, ``nc1``, ``nrc3``, ``nc2``
-            holding a finite value; the exact solver's ``n x n`` path measures ``nrc3``/``nc2``).
+        metric: the metric column (default: the first of ``nrc1``, ``nc1``, ``nrc3``, ``nc2``,
+            or their ``_layer1`` column for deep UFMs, holding a finite value; the exact
+            solver's ``n x n`` path measures ``nrc3``/``nc2``).
         fixed: values of other grid keys that vary in the table, e.g. ``{"lambda_b": 0.1}``.
         thresholds: draw the table's theoretical thresholds (``table.meta["thresholds"]``).
 
@@ -100,7 +101,8 @@ def phase_diagram(
     if np.any(xs <= 0) or np.any(ys <= 0):
         raise ValueError(f"{x} and {y} must be > 0 for the logarithmic axes")
     if metric is None:
-        found = [m for m in METRIC_ORDER if m in table and np.any(np.isfinite(table[m]))]
+        names = [n for m in METRIC_ORDER for n in (m, f"{m}_layer1")]
+        found = [m for m in names if m in table and np.any(np.isfinite(table[m]))]
         metric = found[0] if found else None
     floor = 1e-17
     panels = [("rank", "collapse rank (found)", False)]

@@ -74,12 +74,14 @@ def register(sub) -> None:
     c.add_argument("--classes", type=int, default=4, help="classification: K (default 4)")
     c.add_argument("--per-class", type=int, default=25, dest="per_class")
     c.add_argument("--d", type=int, default=None, help="feature dimension (32; K + 4 for classes)")
-    c.add_argument("--widths", default=None, help="deep: layer widths d_1,...,d_L (default d,d)")
+    c.add_argument(
+        "--widths", default=None, help="deep (no bias): widths d_1,...,d_L (default d,d)"
+    )
     c.add_argument("--activation", choices=("linear", "relu"), default="linear", help="deep")
     c.add_argument(
         "--labels", action="store_true", help="deep: one-hot targets of balanced classes"
     )
-    c.add_argument("--no-bias", action="store_true", help="regression/deep: no bias b")
+    c.add_argument("--no-bias", action="store_true", help="regression: no bias b")
     c.add_argument("--bias", default="free", help="classification: none | free | lambda_b")
     c.add_argument("--targets", default=None, help="regression/deep targets from a .npy file")
     for name, flag in (("lambda_H", "--lambda-H"), ("lambda_W", "--lambda-W")):
@@ -147,8 +149,8 @@ def build_problem(args, lam: float):
     import ufm
 
     kind = args.problem
-    if kind != "regression" and kind != "deep" and args.no_bias:
-        raise ValueError("--no-bias applies to regression and deep; use --bias none")
+    if kind != "regression" and args.no_bias:
+        raise ValueError("--no-bias applies to regression (deep UFMs here have no bias)")
     if kind in ("mse", "ce") and args.targets is not None:
         raise ValueError("--targets applies to regression and deep; classification uses --classes")
     if args.lambda_b is not None and (kind not in ("mse", "ce") or _bias(args.bias) in _MODES):
@@ -172,10 +174,9 @@ def build_problem(args, lam: float):
     if args.labels:
         labels = theory.classification.balanced_labels(args.classes, args.per_class)
         return ufm.DeepUFM.from_labels(
-            labels, args.classes, lam, lam, widths, args.activation, not args.no_bias,
-            dtype=args.dtype,
-        )  # fmt: skip
-    return ufm.DeepUFM(_targets(args), lam, lam, widths, args.activation, not args.no_bias)
+            labels, args.classes, lam, lam, widths, args.activation, False, dtype=args.dtype
+        )
+    return ufm.DeepUFM(_targets(args), lam, lam, widths, args.activation, False)
 
 
 _MODES = ("none", "free")

@@ -270,11 +270,14 @@ class DeepUFM(Problem):
         bias) targets, a balanced optimum gives every factor ``j`` singular values
         ``sqrt(gamma / beta_j) s^{1/P}`` with ``s <= y`` (THEORY.md section 0, item 5). Each
         factor is drawn with i.i.d. ``N(0, std_j^2)`` entries whose Frobenius norm matches
-        ``r`` such singular values at ``s = y`` (``r = min(widths, n)``), times ``sqrt(2)``
-        for a weight feeding a ReLU (which halves the energy), times ``scale``. A small init
-        (the papers' ``N(0, 0.1^2)`` or less) can start in the basin of the origin, which is a
-        strict local minimum for ``L >= 2``; pass your own ``init`` to reproduce it. Where a
-        lambda is 0, ``gamma / beta_j`` is replaced by 1.
+        ``r`` such singular values at ``s = y`` (``r = min(widths, n)``). Random factors are not
+        aligned, so their product is far smaller than the product of their norms (for ``L = 4``
+        it started in the origin's basin in every restart); all factors are then multiplied by
+        one constant that makes the output's Frobenius norm equal the targets'
+        (``||Z_0|| = ||Y_c||``), which keeps them balanced. ``scale`` multiplies every factor
+        afterwards. A small init (the papers' ``N(0, 0.1^2)`` or less) can start in the basin
+        of the origin, which is a strict local minimum for ``L >= 2``; pass your own ``init``
+        to reproduce it. Where a lambda is 0, ``gamma / beta_j`` is replaced by 1.
         """
         N, n, L = self.num_samples, self.target_dim, self.num_layers
         dt = self.dtype
@@ -293,10 +296,12 @@ class DeepUFM(Problem):
         factors = []
         for j, (shape, k) in enumerate(zip(shapes, keys, strict=True)):
             std = sv[j] * float(np.sqrt(r / (shape[0] * shape[1])))
-            if self.activation == "relu" and 1 <= j < L:
-                std = std * float(np.sqrt(2.0))
-            factors.append(gaussian(k, shape, dt, scale * std))
-        return DeepParams(factors[0], tuple(factors[1:]), jnp.zeros((n,), dt))
+            factors.append(gaussian(k, shape, dt, std))
+        params = DeepParams(factors[0], tuple(factors[1:]), jnp.zeros((n,), dt))
+        out = jnp.linalg.norm(self.layer_features(params)[-1] @ params.Ws[-1].T)
+        ratio = jnp.where(out > 0, jnp.linalg.norm(Y) / jnp.where(out > 0, out, 1.0), 1.0)
+        c = scale * ratio ** (1.0 / P)
+        return jax.tree_util.tree_map(lambda x: c * x, params)
 
     def check_init(self, init) -> DeepParams:
         if not isinstance(init, DeepParams):
