@@ -135,6 +135,17 @@ def test_no_recompile_for_new_key_weight_decay_learning_rate_and_data(classes):
     assert cc.count == 0
 
 
+def test_vmap_over_weight_decay_matches_single_runs(classes, class_runs):
+    X, y = classes
+    batched = jax.vmap(lambda wd: _fit_classes(X, y, wd))(jnp.array([0.0, WD]))
+    for i, wd in enumerate((0.0, WD)):
+        np.testing.assert_allclose(batched.loss[i], class_runs[wd].loss, rtol=1e-9)
+        for name in ("nc1", "nc3", "objective"):
+            np.testing.assert_allclose(
+                batched.records[name][i], class_runs[wd].records[name], rtol=1e-6, atol=1e-12
+            )
+
+
 def test_minibatches_with_an_optax_optimizer_and_a_record_subset(classes):
     X, y = classes
     res = ufm.train.fit(ufm.train.MLP((D, 16, K), activation="tanh", bias=False), X, y,

@@ -6,12 +6,16 @@ Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (
   :class:`DeepUFM` (variables :class:`DeepParams`), :func:`stack`, :class:`Params`;
 * solving: :func:`solve` -> :class:`Solution` with a :class:`Status`; solvers :class:`Exact`,
   :class:`LBFGS`, :class:`OptaxSolver` (or any optax optimiser);
+* restarts: ``solve(..., restarts=R)`` -> :class:`Restarts`;
+* sweeps: :func:`sweep` -> :class:`SweepTable`; :func:`shard_samples`; plots in :mod:`ufm.plot`;
 * normalisations: :func:`convert_lambdas`;
-* metrics: :mod:`ufm.metrics`.
+* metrics: :mod:`ufm.metrics` (NRC, NC, deep NC / deep NRC, streaming accumulators);
+* a small MLP trainer that records layer-wise collapse: :mod:`ufm.train`.
 """
 
 from . import metrics as metrics
 from . import plot as plot
+from . import train as train
 from ._normalisation import CONVENTIONS as CONVENTIONS
 from ._normalisation import convert_lambdas as convert_lambdas
 from ._solution import Restarts as Restarts
@@ -60,4 +64,5 @@ __all__ = [
     "plot",
     "shard_samples",
     "sweep",
+    "train",
 ]
