@@ -33,8 +33,9 @@ def real_array(x, name: str, ndim: int, what: str) -> jax.Array:
     dropped), ValueError for the wrong rank; ``what`` describes the expected shape.
     """
     arr = _as_array(x, name)
-    check_real_dtype(arr.dtype, name)
     kind = np.dtype(arr.dtype).kind
+    if kind == "f" or str(arr.dtype) == "bfloat16":
+        check_real_dtype(arr.dtype, name)  # float16 / bfloat16: a clear TypeError
     if kind == "c":
         raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
     if kind not in "fiub":
