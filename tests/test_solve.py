@@ -5,6 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from conftest import CompileCounter as _CompileCounter
 from conftest import random_targets, regression_problems
 from hypothesis import given
 
@@ -86,26 +87,6 @@ def test_unpreconditioned_option_runs_the_objective_as_written():
     sol_pc = ufm.solve(p, optax.sgd(lr), init=init, max_steps=1)
     # Preconditioned: H moves M times further (gradient wrt H/sqrt(M), mapped back).
     np.testing.assert_allclose(sol_pc.params.H - init.H, 10 * (expected.H - init.H), rtol=1e-12)
-
-
-class _CompileCounter:
-    """Counts XLA compilations (JAX's monitoring events) while active."""
-
-    EVENT = "/jax/core/compile/backend_compile_duration"
-
-    def __enter__(self):
-        self.count = 0
-
-        def listener(name, duration, **kwargs):
-            if name == self.EVENT:
-                self.count += 1
-
-        self._listener = listener
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
 def test_compile_counter_counts():
