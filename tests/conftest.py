@@ -1,9 +1,11 @@
 """Test configuration: float64 once for the whole suite, hypothesis profile, shared helpers."""
 
+import gc
 import os
 
 import jax
 import numpy as np
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
@@ -84,3 +86,13 @@ class CompileCounter:
 
     def __exit__(self, *exc):
         jax.monitoring.unregister_event_duration_listener(self._listener)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """Drop JAX's compiled executables after every test module. One process compiles
+    thousands of programs over the suite; each holds memory maps, and a full run crashed inside
+    an XLA compile (segfault) late in the suite while the same module passed on its own."""
+    yield
+    jax.clear_caches()
+    gc.collect()
