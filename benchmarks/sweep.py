@@ -14,7 +14,9 @@
   bias, 1,000 points (a 40 x 25 log grid), L-BFGS on all variables: time and success rate, and
   the loss gap to the closed form of the successful points.
 * ``rss``: peak resident memory of the 10,000-point regression sweep by chunk size, each in a
-  fresh subprocess (peak RSS only grows within a process; compilation included).
+  fresh subprocess (peak RSS only grows within a process; compilation included). Chunks are
+  capped at 4096 points a CPU device (``ufm/_sweep.py``: larger ones hung in XLA's CPU
+  runtime with jax 0.10.2).
 
 Not here (the issue's optional part): the dynamics solvers' cost per step against the memory
 floor and PyTorch; ``benchmarks/regression.py`` times them.
@@ -69,18 +71,27 @@ def accuracy(table) -> dict:
     }
 
 
+class _Rows(list):
+    """Rows printed as they come (a long run shows its figures early)."""
+
+    def append(self, row) -> None:
+        super().append(row)
+        print(f"{row[0]:<46}  {row[1]:>12}  {row[2]}", flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="2,500 points, M = 10^3, fewer rows")
     ap.add_argument("--loop-points", type=int, default=50)
-    ap.add_argument("--chunks", default="256,1024,2048,10000", help="chunk sizes for rss")
+    ap.add_argument("--chunks", default="256,1024,2048,4096", help="chunk sizes for rss")
     ap.add_argument("--rss-child", type=int, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
     num, M = (50, 1000) if args.quick else (100, 10_000)
     if args.rss_child is not None:
         return rss_child(args.rss_child, num, M)
 
-    rows = []
+    rows = _Rows()
+    print(f"ufm sweep benchmark ({jax.devices()[0].platform}, {os.cpu_count()} CPUs)", flush=True)
     p = regression_problem(M)
     g = grid(num)
     npts = num * num
@@ -130,6 +141,20 @@ def main() -> None:
     rows.append(("  ratio loop / warm sweep", f"{loop / warm:.0f}x", "goal >= 100x"))
     rows.append(("  loop vs sweep loss (max rel. diff.)", f"{agree:.1e}", ""))
 
+    # Peak RSS by chunk size, each in a fresh process.
+    for chunk in (int(c) for c in args.chunks.split(",")):
+        out = subprocess.run(
+            [sys.executable, __file__, "--rss-child", str(chunk)]
+            + (["--quick"] if args.quick else []),
+            capture_output=True,
+            text=True,
+            env={**os.environ},
+            check=True,
+            timeout=900,
+        ).stdout.split()
+        rows.append((f"peak RSS, chunk_size = {chunk}", f"{float(out[0]):.0f} MB",
+                     f"{float(out[1]):.1f} s incl. compile; target < 2 GB"))  # fmt: skip
+
     # Cross-entropy classification.
     K, per_class = 10, 100
     labels = theory.classification.balanced_labels(K, per_class)
@@ -155,24 +180,6 @@ def main() -> None:
     names, counts = np.unique(ct["status"], return_counts=True)
     rows.append(("  statuses", ", ".join(f"{n} {c}" for n, c in zip(names, counts, strict=True)),
                  ""))  # fmt: skip
-
-    # Peak RSS by chunk size, each in a fresh process.
-    for chunk in (int(c) for c in args.chunks.split(",")):
-        out = subprocess.run(
-            [sys.executable, __file__, "--rss-child", str(chunk)]
-            + (["--quick"] if args.quick else []),
-            capture_output=True,
-            text=True,
-            env={**os.environ},
-            check=True,
-        ).stdout.split()
-        rows.append((f"peak RSS, chunk_size = {chunk}", f"{float(out[0]):.0f} MB",
-                     f"{float(out[1]):.1f} s incl. compile; target < 2 GB"))  # fmt: skip
-
-    w = [max(len(r[i]) for r in rows) for i in range(3)]
-    print(f"ufm sweep benchmark ({jax.devices()[0].platform}, {os.cpu_count()} CPUs)")
-    for r in rows:
-        print(f"{r[0]:<{w[0]}}  {r[1]:>{w[1]}}  {r[2]}")
 
 
 if __name__ == "__main__":
