@@ -11,6 +11,7 @@ import os
 import jax
 import numpy as np
 import pytest
+from conftest import CompileCounter
 
 import ufm
 from ufm._cli.check import default_targets
@@ -23,24 +24,6 @@ KW = {"seeds": 2, "chunk_size": 8}
 
 def regression_problem():
     return ufm.RegressionUFM(default_targets(3, 40, 0), 0.1, 0.1, 5)
-
-
-class _CompileCounter:
-    """Counts XLA compilations (JAX's monitoring events) while active."""
-
-    def __enter__(self):
-        self.count = 0
-
-        def listener(name, duration, **kwargs):
-            if name == "/jax/core/compile/backend_compile_duration":
-                self.count += 1
-
-        self._listener = listener
-        jax.monitoring.register_event_duration_secs_listener(listener)
-        return self
-
-    def __exit__(self, *exc):
-        jax.monitoring.unregister_event_duration_listener(self._listener)
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +83,7 @@ def test_reduced_path_equals_solve_of_each_point(table):
 def test_new_values_compile_nothing(table):
     grid = {"lambda_H": LAMS * 1.5, "lambda_W": LAMS * 0.7}
     size = run_chunk._cache_size()
-    with _CompileCounter() as c:
+    with CompileCounter() as c:
         t2 = ufm.sweep(regression_problem(), grid, **KW)
     assert c.count == 0, f"a second sweep with new values compiled {c.count} executables"
     assert run_chunk._cache_size() == size
@@ -120,7 +103,7 @@ def test_resume_repairs_a_torn_line_and_never_duplicates(table, tmp_path):
     # An interrupted run: 19 complete rows and half of the 20th.
     cut = "\n".join(lines[: 3 + 19]) + "\n" + lines[3 + 19][:25]
     out.write_text(cut)
-    with _CompileCounter() as c:
+    with CompileCounter() as c:
         again = ufm.sweep(regression_problem(), GRID, out=out, **KW)
     assert c.count == 0  # the resumed run's chunks have the first run's shape
     for k in table.names:
@@ -176,7 +159,7 @@ def test_a_file_of_another_sweep_is_an_error_and_left_alone(tmp_path):
     ],
 )
 def test_bad_input_is_a_clear_error_before_any_work(grid, kwargs, match):
-    with _CompileCounter() as c, pytest.raises((ValueError, TypeError), match=match):
+    with CompileCounter() as c, pytest.raises((ValueError, TypeError), match=match):
         ufm.sweep(regression_problem(), grid, **kwargs)
     assert c.count == 0
 
