@@ -11,7 +11,8 @@
 * :mod:`theory.symbolic` - the regression closed form in exact sympy arithmetic, with an exact check
   that the objective's gradient vanishes there; :mod:`theory.symbolic_classification` derives
   the classification thresholds and losses symbolically.
-* :func:`compare` - relative errors of a :class:`ufm.Solution` against the closed form.
+* :func:`compare` - relative errors of a :class:`ufm.Solution` against the closed form;
+  :func:`precompile` compiles its program ahead (e.g. in a thread while a solver compiles).
 """
 
 from . import classification as classification
@@ -19,5 +20,6 @@ from . import deep as deep
 from . import regression as regression
 from ._compare import Comparison as Comparison
 from ._compare import compare as compare
+from ._compare import precompile as precompile
 
-__all__ = ["Comparison", "classification", "compare", "deep", "regression"]
+__all__ = ["Comparison", "classification", "compare", "deep", "precompile", "regression"]

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import ufm
-from ufm._linalg import eps_of
+from ufm._linalg import eps_of, full_precision
 from ufm._validate import check_shape
 
 from . import classification, regression
@@ -107,10 +108,15 @@ def _reference_precision(problem):
     )
 
 
-def _numerical_rank(G, scale) -> int:
-    """Eigenvalues of a symmetric ``G`` above ``sqrt(eps)`` times the natural ``scale``."""
+def _rank(G, scale) -> jax.Array:
+    """Eigenvalues of a symmetric ``G`` above ``sqrt(eps)`` times the natural ``scale`` (traced)."""
     ev = jnp.linalg.eigvalsh(0.5 * (G + G.T))
-    return int(jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale))
+    return jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale)
+
+
+def _numerical_rank(G, scale) -> int:
+    """:func:`_rank` as a Python int."""
+    return int(_rank(G, scale))
 
 
 def _check_arguments(solution, problem) -> None:
@@ -164,6 +170,29 @@ def _check_arguments(solution, problem) -> None:
     check_shape(b, (n,), "solution.params.b", f"(n,) = ({n},) of the problem")
 
 
+def precompile(problem) -> None:
+    """Compile :func:`compare`'s program for ``problem``'s shapes without a solution, e.g. in a
+    thread while the solver compiles (``ufm check`` does; on 2 cores it hides most of one
+    compilation). A later :func:`compare` of a solution of this problem reuses it. Problems
+    without a compiled comparison (deep) are a no-op."""
+    ref = _reference_precision(problem)
+    if isinstance(ref, ufm.DeepUFM):
+        return
+    N, n = ref.targets.shape
+    d = ref.feature_dim
+
+    def spec(*shape):
+        return jax.ShapeDtypeStruct(shape, ref.dtype)
+
+    params = ufm.Params(spec(N, d), spec(n, d), spec(n))
+    if isinstance(ref, ufm.ClassificationUFM):
+        per_class = classification.balanced_sizes(ref)
+        free = ref.bias_mode == "free" or (ref.bias_mode == "reg" and float(ref.lambda_b) == 0)
+        _classification_numbers.lower(ref, params, per_class, free).compile()
+    else:
+        _regression_numbers.lower(ref, params).compile()
+
+
 def compare(solution: ufm.Solution, problem) -> Comparison:
     """Compare a single (unbatched) :class:`ufm.Solution` with the closed form of its problem
     (:func:`regression.optimum_of`, :func:`classification.optimum_of` or, for a
@@ -180,11 +209,37 @@ def compare(solution: ufm.Solution, problem) -> Comparison:
             solution, problem, Comparison, _rel, _gram_difference_norm, _numerical_rank
         )
     problem = _reference_precision(problem)
-    opt = regression.optimum_of(problem)
     H, W, b = (x.astype(problem.dtype) for x in solution.params)
+    out = jax.device_get(_regression_numbers(problem, ufm.Params(H, W, b)))
+    errors = {k: out["errors"][k] for k in ("WWT", "feature_gram", "predictions", "bias", "loss")}
+    if not problem.bias:
+        errors.pop("bias")
+    mets = out["metrics"] if int(out["rank_theory"]) > 0 else out["zero_metrics"]
+    mets = {k: mets[k] for k in _REGRESSION_METRICS if k in mets}
+    return Comparison(
+        errors={k: float(v) for k, v in errors.items()},
+        metrics={k: float(v) for k, v in mets.items()},
+        rank_theory=int(out["rank_theory"]),
+        rank_solution=int(out["rank_solution"]),
+        status=ufm.Status(int(solution.status)).name,
+        loss_theory=float(out["loss_theory"]),
+        loss_solution=float(out["loss_solution"]),
+    )
+
+
+_REGRESSION_METRICS = ("NRC1", "NRC2", "NRC3(gamma=c)", "||H||_F/sqrt(M) at zero optimum")
+
+
+@jax.jit
+@full_precision
+def _regression_numbers(problem: ufm.RegressionUFM, params: ufm.Params) -> dict:
+    """Every number of a regression comparison as one compiled program (a handful of small
+    eager operations would each compile and cost more than the whole comparison)."""
+    H, W, b = params
+    opt = regression.optimum_of(problem)
     # The solution's loss re-evaluated in the reference precision: a float32 objective can be
     # dominated by rounding (small lambdas, large targets) while the variables are accurate.
-    loss_sol = problem.objective(ufm.Params(H, W, b))
+    loss_sol = problem.objective(params)
     lH, lW = problem.lambda_H, problem.lambda_W
     ratio = jnp.sqrt(lH / lW)
     Yc = opt.centred_targets
@@ -212,43 +267,83 @@ def compare(solution: ufm.Solution, problem) -> Comparison:
         "bias": _rel(jnp.linalg.norm(b - opt.bias), jnp.linalg.norm(opt.bias), scale_bias),
         "loss": (loss_sol - opt.loss) / scale_loss,
     }
-    if not problem.bias:
-        errors.pop("bias")
     n = problem.target_dim
     gamma = lH * lW
-    mets = {
-        "NRC1": ufm.metrics.nrc1(H, n, center=problem.bias),
-        "NRC2": ufm.metrics.nrc2(H, W),
-        "NRC3(gamma=c)": ufm.metrics.nrc3(W, problem.targets, gamma, center=problem.bias),
-    }
-    rank_sol = _numerical_rank(WWT, scale_wwt)
-    if int(opt.rank) == 0:
+    return {
+        "errors": errors,
+        "metrics": {
+            "NRC1": ufm.metrics.nrc1(H, n, center=problem.bias),
+            "NRC2": ufm.metrics.nrc2(H, W),
+            "NRC3(gamma=c)": ufm.metrics.nrc3(W, problem.targets, gamma, center=problem.bias),
+        },
         # At the zero solution the feature metrics are 0/0; report the features' size instead.
-        mets = {"||H||_F/sqrt(M) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])}
-    return Comparison(
-        errors={k: float(v) for k, v in errors.items()},
-        metrics={k: float(v) for k, v in mets.items()},
-        rank_theory=int(opt.rank),
-        rank_solution=rank_sol,
-        status=ufm.Status(int(solution.status)).name,
-        loss_theory=float(opt.loss),
-        loss_solution=float(loss_sol),
-    )
+        "zero_metrics": {
+            "||H||_F/sqrt(M) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])
+        },
+        "rank_theory": opt.rank,
+        "rank_solution": _rank(WWT, scale_wwt),
+        "loss_theory": opt.loss,
+        "loss_solution": loss_sol,
+    }
 
 
 def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationUFM) -> Comparison:
     problem = _reference_precision(problem)
-    opt = classification.optimum_of(problem)
-    H, W, b = (x.astype(problem.dtype) for x in solution.params)
-    # The solution's loss re-evaluated in the reference precision: a float32 objective can be
-    # dominated by rounding (small lambdas, large targets) while the variables are accurate.
-    loss_sol = problem.objective(ufm.Params(H, W, b))
-    K, y = problem.num_classes, problem.labels
-    mu, _, _ = ufm.metrics.class_means(H, y, K)
-    b_eff = b if problem.has_bias else jnp.zeros_like(b)
+    per_class = classification.balanced_sizes(problem)  # concrete labels: checked here
     free = problem.bias_mode == "free" or (
         problem.bias_mode == "reg" and float(problem.lambda_b) == 0
     )
+    H, W, b = (x.astype(problem.dtype) for x in solution.params)
+    with jax.default_matmul_precision("highest"):
+        out = jax.device_get(_classification_numbers(problem, ufm.Params(H, W, b), per_class, free))
+    errors = {k: out["errors"][k] for k in _CLASSIFICATION_ERRORS}
+    if not problem.has_bias:
+        errors.pop("bias")
+    if bool(out["zero"]):
+        mets = {"||H||_F/sqrt(N) at zero optimum": out["H_norm"]}
+    else:
+        mets = {k: out["metrics"][k] for k in _CLASSIFICATION_METRICS}
+        if problem.loss == "mse" and problem.bias_mode == "none":
+            mets["orthogonal-frame distance W W^T"] = out["frame"]
+        elif problem.bias_mode != "reg":
+            mets["ETF distance W W^T"] = out["etf"]
+    return Comparison(
+        errors={k: float(v) for k, v in errors.items()},
+        metrics={k: float(v) for k, v in mets.items()},
+        rank_theory=int(out["rank_theory"]),
+        rank_solution=int(out["rank_solution"]),
+        status=ufm.Status(int(solution.status)).name,
+        loss_theory=float(out["loss_theory"]),
+        loss_solution=float(out["loss_solution"]),
+    )
+
+
+_CLASSIFICATION_ERRORS = ("WWT", "class_mean_gram", "logits", "bias", "loss")
+_CLASSIFICATION_METRICS = (
+    "NC1",
+    "NC2 (ETF distance, centred means)",
+    "NC3 (uncentred means)",
+    "NC4",
+)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+@full_precision
+def _classification_numbers(
+    problem: ufm.ClassificationUFM, params: ufm.Params, per_class: int, free: bool
+) -> dict:
+    """Every number of a classification comparison as one compiled program."""
+    H, W, b = params
+    bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
+    K, y = problem.num_classes, problem.labels
+    opt = classification.optimum(
+        K, per_class, problem.lambda_H, problem.lambda_W, problem.loss, bias, problem.dtype
+    )
+    # The solution's loss re-evaluated in the reference precision: a float32 objective can be
+    # dominated by rounding (small lambdas, large targets) while the variables are accurate.
+    loss_sol = problem.objective(params)
+    mu, _, _ = ufm.metrics.class_means(H, y, K)
+    b_eff = b if problem.has_bias else jnp.zeros_like(b)
     if problem.loss == "ce" and free:
         # Any multiple of 1 is optimal for the CE bias: compare the centred bias and logits.
         b_eff = b_eff - jnp.mean(b_eff)
@@ -256,7 +351,6 @@ def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationU
     # Natural scales where the closed form is zero: the kappa = 0 optimum's size.
     r = jnp.sqrt(problem.num_samples / K * problem.lambda_H / problem.lambda_W)
     WWT, G = W @ W.T, mu @ mu.T
-    b_sol, b_ref = b_eff, opt.bias
     one = jnp.ones((), WWT.dtype)
     errors = {
         "WWT": _rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one),
@@ -266,35 +360,27 @@ def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationU
         "logits": _rel(jnp.linalg.norm(logits - opt.logits), jnp.linalg.norm(opt.logits), one),
         # b is in logit units: where the closed form's b is 0, divide by the logits' size.
         "bias": _rel(
-            jnp.linalg.norm(b_sol - b_ref),
-            jnp.linalg.norm(b_ref),
+            jnp.linalg.norm(b_eff - opt.bias),
+            jnp.linalg.norm(opt.bias),
             jnp.maximum(jnp.linalg.norm(opt.logits) / np.sqrt(K), one),
         ),
         "loss": (loss_sol - opt.loss) / jnp.abs(opt.loss),
     }
-    if not problem.has_bias:
-        errors.pop("bias")
-    frame = problem.loss == "mse" and problem.bias_mode == "none"
-    if bool(opt.zero):
-        mets = {"||H||_F/sqrt(N) at zero optimum": jnp.linalg.norm(H) / np.sqrt(H.shape[0])}
-    else:
-        mets = {
+    scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
+    return {
+        "errors": errors,
+        "metrics": {
             "NC1": ufm.metrics.nc1(H, y, K),
             "NC2 (ETF distance, centred means)": ufm.metrics.nc2(H, W, y, K)["etf_means"],
             "NC3 (uncentred means)": ufm.metrics.nc3(H, W, y, K, center=False),
             "NC4": ufm.metrics.nc4(H, W, b_eff, y, K),
-        }
-        if frame:
-            mets["orthogonal-frame distance W W^T"] = ufm.metrics.orthogonal_frame_distance(WWT)
-        elif problem.bias_mode != "reg":
-            mets["ETF distance W W^T"] = ufm.metrics.etf_distance(WWT)
-    scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
-    return Comparison(
-        errors={k: float(v) for k, v in errors.items()},
-        metrics={k: float(v) for k, v in mets.items()},
-        rank_theory=_numerical_rank(opt.WWT, scale),
-        rank_solution=_numerical_rank(WWT, scale),
-        status=ufm.Status(int(solution.status)).name,
-        loss_theory=float(opt.loss),
-        loss_solution=float(loss_sol),
-    )
+        },
+        "frame": ufm.metrics.orthogonal_frame_distance(WWT),
+        "etf": ufm.metrics.etf_distance(WWT),
+        "zero": opt.zero,
+        "H_norm": jnp.linalg.norm(H) / np.sqrt(H.shape[0]),
+        "rank_theory": _rank(opt.WWT, scale),
+        "rank_solution": _rank(WWT, scale),
+        "loss_theory": opt.loss,
+        "loss_solution": loss_sol,
+    }

@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ufm
+from ufm._linalg import full_precision
 from ufm._validate import (
     bias_option,
     check_int,
@@ -137,6 +138,7 @@ def _positive(x, name: str, dtype) -> jax.Array:
     return v
 
 
+@full_precision
 def optimum(
     num_classes: int,
     per_class: int,

@@ -41,7 +41,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import ufm
-from ufm._linalg import eigh_desc
+from ufm._linalg import eigh_desc, full_precision
 from ufm._validate import check_int, check_key, float_array, is_concrete, positive_number
 
 
@@ -95,6 +95,7 @@ def _check_positive(problem: ufm.RegressionUFM) -> None:
             )
 
 
+@full_precision
 def optimum_of(problem: ufm.RegressionUFM) -> RegressionOptimum:
     """:func:`optimum` for a :class:`ufm.RegressionUFM` (works under ``jax.vmap``)."""
     _check_positive(problem)
@@ -136,6 +137,7 @@ def optimum_of(problem: ufm.RegressionUFM) -> RegressionOptimum:
     )
 
 
+@full_precision
 def optimum(targets, lambda_H, lambda_W, feature_dim: int, bias: bool = True) -> RegressionOptimum:
     """Closed-form global optimum of the regression UFM (see the module docstring).
 

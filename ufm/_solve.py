@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ._iterate import iterate
+from ._linalg import full_precision
 from ._solution import Restarts, Solution, Status, Trajectory
 from ._solvers import resolve_solver
 from ._validate import check_int, check_key, check_tolerance, is_concrete
@@ -110,6 +111,7 @@ def _solve_jit(problem, solver, key, init, rtol, atol, max_steps, record_every, 
     return pick._replace(restarts=spread)
 
 
+@full_precision
 def solve(
     problem: Problem,
     solver=None,

@@ -42,6 +42,7 @@ import numpy as np
 
 from .._linalg import (
     eigh_desc,
+    full_precision,
     inv_above,
     mm,
     nan_unless_finite,
@@ -152,6 +153,7 @@ def _nc4(H, W, b, mu):
 # --- public -----------------------------------------------------------------------------------
 
 
+@full_precision
 def class_means(H, labels, num_classes: int):
     """``(K, d)`` class means, ``(d,)`` global mean of the samples and ``(K,)`` class counts.
 
@@ -160,6 +162,7 @@ def class_means(H, labels, num_classes: int):
     return _stats(H, labels, K)
 
 
+@full_precision
 def nc1(H, labels, num_classes: int, *, scale: str = "papyan") -> jax.Array:
     """NC1 = ``(1/K) tr(Sigma_W Sigma_B^+)`` (``scale="notebook"``: without the 1/K)."""
     check_option(scale, "scale", ("papyan", "notebook"))
@@ -169,6 +172,7 @@ def nc1(H, labels, num_classes: int, *, scale: str = "papyan") -> jax.Array:
     return nan_unless_finite(total / K if scale == "papyan" else total, H)
 
 
+@full_precision
 def nc2(H, W, labels, num_classes: int, *, ddof: int = 0) -> dict[str, jax.Array]:
     """NC2 measures of the centred class means and of the classifier rows ``W (K, d)``.
 
@@ -185,6 +189,7 @@ def nc2(H, W, labels, num_classes: int, *, ddof: int = 0) -> dict[str, jax.Array
     return nan_unless_finite(out, H, W)
 
 
+@full_precision
 def nc3(
     H, W, labels, num_classes: int, *, variant: str = "papyan", center: bool = True
 ) -> jax.Array:
@@ -204,6 +209,7 @@ def nc3(
     return nan_unless_finite(out, H, W)
 
 
+@full_precision
 def nc4(H, W, b, labels, num_classes: int) -> jax.Array:
     """Fraction of samples whose classifier decision differs from the nearest class centre.
 
@@ -222,6 +228,7 @@ def _check_gram(G) -> jax.Array:
     return G
 
 
+@full_precision
 def orthogonal_frame_distance(G) -> jax.Array:
     """``|| G/||G|| - I/sqrt(K) ||`` for a ``K x K`` Gram (``W W^T`` or ``mu mu^T``, uncentred):
     0 for an equinorm orthogonal frame (the bias-free MSE UFM optimum)."""
@@ -231,6 +238,7 @@ def orthogonal_frame_distance(G) -> jax.Array:
     return nan_unless_finite(out, G)
 
 
+@full_precision
 def etf_distance(G) -> jax.Array:
     """``|| G/||G|| - (I - J)/sqrt(K-1) ||`` for a ``K x K`` Gram: 0 for a simplex ETF."""
     G = _check_gram(G)

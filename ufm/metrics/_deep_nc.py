@@ -45,6 +45,7 @@ import jax.numpy as jnp
 
 from .._linalg import (
     eigh_desc,
+    full_precision,
     inv_above,
     mm,
     nan_unless_finite,
@@ -125,6 +126,7 @@ def _outside_fraction(W, M):
     return safe_div(jnp.sum(R**2), jnp.sum(W**2))
 
 
+@full_precision
 def deep_nc(
     features,
     labels,

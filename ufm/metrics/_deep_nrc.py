@@ -56,6 +56,7 @@ import jax.numpy as jnp
 
 from .._linalg import (
     eigh_desc,
+    full_precision,
     inv_above,
     mm,
     nan_unless_finite,
@@ -105,6 +106,7 @@ def _srank(e):
     return safe_div(jnp.sum(e), e[0])
 
 
+@full_precision
 def deep_nrc(
     features,
     weights,

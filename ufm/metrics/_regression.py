@@ -28,6 +28,7 @@ import jax.numpy as jnp
 
 from .._linalg import (
     eigh_desc,
+    full_precision,
     inv_above,
     mm,
     nan_unless_finite,
@@ -46,6 +47,7 @@ def _principal_basis(H, k: int, center: bool = True) -> jax.Array:
     return V[:, : min(k, H.shape[1])]
 
 
+@full_precision
 def principal_basis(H: jax.Array, k: int, center: bool = True) -> jax.Array:
     """Orthonormal ``(d, min(k, d))`` basis of the top-``k`` principal directions of centred ``H``
     (of ``H`` itself with ``center=False``).
@@ -58,6 +60,7 @@ def principal_basis(H: jax.Array, k: int, center: bool = True) -> jax.Array:
     return nan_unless_finite(_principal_basis(H, k, center), H)
 
 
+@full_precision
 def row_space_basis(W: jax.Array) -> jax.Array:
     """Rows spanning the row space of ``W`` (shape ``(n, d)``), orthonormal; zero rows for the
     directions whose eigenvalue of ``W W^T`` is below ``max(n, d) * eps * largest``."""
@@ -65,6 +68,7 @@ def row_space_basis(W: jax.Array) -> jax.Array:
     return mm((U * inv_above(e, relative_cut(e, max(W.shape)), 0.5)).T, W)
 
 
+@full_precision
 def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
     """NRC1: energy of the normalised samples outside the top-``n`` PCA subspace.
 
@@ -83,6 +87,7 @@ def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
     return nan_unless_finite(jnp.mean(jnp.sum(R**2, axis=1)), H)
 
 
+@full_precision
 def nrc2(H: jax.Array, W: jax.Array) -> jax.Array:
     """NRC2: energy of the normalised samples outside the row space of ``W`` ``(n, d)``."""
     H = real_matrix(H, "H", "(M, d)")
@@ -100,6 +105,7 @@ def _covariance(Y, center: bool) -> jax.Array:
     return sym(mm(Yc.T, Yc) / Y.shape[0])
 
 
+@full_precision
 def target_covariance(targets: jax.Array, center: bool = True) -> jax.Array:
     """``Sigma = (Y - ybar)^T (Y - ybar) / M`` (or ``Y^T Y / M`` with ``center=False``)."""
     return _covariance(real_matrix(targets, "targets", "(M, n)"), center)
@@ -114,6 +120,7 @@ def _collapse_target(Sigma, gamma, max_rank: int | None = None) -> jax.Array:
     return mm(U * g, U.T)
 
 
+@full_precision
 def collapse_target(Sigma: jax.Array, gamma, max_rank: int | None = None) -> jax.Array:
     """``(Sigma^{1/2} - sqrt(gamma) I)_+``, the positive part taken on the eigenvalues, keeping
     at most the top ``max_rank`` eigen-directions (``d`` when ``n > d``: a rank-``d`` ``W W^T``
@@ -144,6 +151,7 @@ def _check_head_targets(W, targets):
     return W, Y
 
 
+@full_precision
 def nrc3(W: jax.Array, targets: jax.Array, gamma, *, center: bool = True) -> jax.Array:
     """NRC3(gamma): distance between the normalised ``W W^T`` and ``(Sigma^{1/2}-sqrt(gamma))_+``.
 
@@ -160,6 +168,7 @@ def nrc3(W: jax.Array, targets: jax.Array, gamma, *, center: bool = True) -> jax
     return nan_unless_finite(_nrc3_cov(W, Sigma, gamma.astype(W.dtype)), W, Y, gamma)
 
 
+@full_precision
 def fit_gamma(
     W: jax.Array, targets: jax.Array, num: int = 1000, upper=None, *, center: bool = True
 ) -> tuple[jax.Array, jax.Array]:
@@ -182,6 +191,7 @@ def fit_gamma(
     return nan_unless_finite((grid[i], vals[i]), W, Y, upper)
 
 
+@full_precision
 def stable_rank(A: jax.Array) -> jax.Array:
     """Stable rank ``||A||_F^2 / ||A||_2^2`` (0 for ``A = 0``); symmetric solver on the Gram."""
     A = real_matrix(A, "A", "(p, q)")
