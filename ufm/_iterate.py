@@ -24,6 +24,14 @@ With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunk
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
 metrics cost nothing on the other steps, also under ``jax.vmap`` (a ``lax.cond`` would turn
 into a ``select`` that evaluates the metrics on every step).
+
+Memory traffic. On large problems a step is bound by reading and writing the variables and
+the optimiser state (``benchmarks/dynamics.py``). The objective may therefore supply its own
+exact linearisation (``fn.linearise(y) -> (f, aux, ||g||, ||y||)`` and
+``fn.gradient(y, aux) -> g``, see ``_solvers._Objective``): the carry then holds the small
+``aux`` instead of the gradient, the gradient is rebuilt inside the optimiser's update (XLA
+fuses it there, so it is never stored), and the norms come from the passes the objective
+makes anyway. Line-search solvers (``reuse_linesearch_value``) keep the generic path.
 """
 
 from __future__ import annotations
@@ -45,8 +53,9 @@ class _Carry(NamedTuple):
     y: Any
     state: Any
     f: jax.Array
-    g: Any
+    aux: Any  # the gradient, or the small parts the objective rebuilds it from
     gnorm: jax.Array
+    ynorm: jax.Array
     step: jax.Array
     status: jax.Array
 
@@ -88,33 +97,62 @@ def iterate(
         recording, else ``(steps, values)``: arrays of length ``max_steps // record_every + 2``
         (``values`` with ``record_fn``'s structure).
     """
-    value_and_grad = jax.value_and_grad(fn)
-    if reuse_linesearch_value:
-        value_and_grad_new = optax.value_and_grad_from_state(fn)
-    else:
+    # ``linearise(y, state) -> (f, aux, ||g||, ||y||)`` and ``gradient(y, aux) -> g``. The
+    # objective may supply both (``_solvers._Objective``): then ``aux`` is small and the
+    # gradient is rebuilt inside the optimiser's update, where XLA fuses it, instead of being
+    # stored in the carry and read back (the loop is bound by memory traffic).
+    fast = callable(getattr(fn, "linearise", None)) and not reuse_linesearch_value
+    if fast:
 
-        def value_and_grad_new(y, *, state):
-            return value_and_grad(y)
+        def linearise(y, state):
+            return fn.linearise(y)
+
+        gradient = fn.gradient
+        linearise0 = linearise
+    else:
+        value_and_grad = jax.value_and_grad(fn)
+        if reuse_linesearch_value:
+            value_and_grad_new = optax.value_and_grad_from_state(fn)
+        else:
+
+            def value_and_grad_new(y, *, state):
+                return value_and_grad(y)
+
+        def with_norms(y, f, g):
+            return f, g, optax.tree.norm(g), optax.tree.norm(y)
+
+        def linearise(y, state):
+            return with_norms(y, *value_and_grad_new(y, state=state))
+
+        def linearise0(y, state):
+            return with_norms(y, *value_and_grad(y))
+
+        def gradient(y, aux):
+            return aux
 
     state0 = optimizer.init(y0)
-    f0, g0 = value_and_grad(y0)
-    gnorm0 = optax.tree.norm(g0)
-    ynorm0 = optax.tree.norm(y0)
+    f0, aux0, gnorm0, ynorm0 = linearise0(y0, state0)
     # The stopping test is skipped at step 0 (as in optimistix): an init at a stationary point
     # that is not a minimum (e.g. W = 0, a strict saddle) must not end as "successful".
     finite0 = jnp.isfinite(f0) & jnp.isfinite(gnorm0)
     status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
-    carry = _Carry(y0, state0, f0, g0, gnorm0, jnp.array(0), status0)
+    carry = _Carry(y0, state0, f0, aux0, gnorm0, ynorm0, jnp.array(0), status0)
+
+    def update(c: _Carry):
+        g = gradient(c.y, c.aux)
+        return optimizer.update(g, c.state, c.y, value=c.f, grad=g, value_fn=fn)
+
+    def all_zero(tree) -> jax.Array:
+        # Not max|u| == 0: XLA:CPU would store u for that reduction (one more write of it).
+        return jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(tree)]))
 
     def body(c: _Carry) -> _Carry:
-        updates, state = optimizer.update(c.g, c.state, c.y, value=c.f, grad=c.g, value_fn=fn)
+        updates, state = update(c)
         y = optax.apply_updates(c.y, updates)
-        f, g = value_and_grad_new(y, state=state)
-        gnorm = optax.tree.norm(g)
-        yscale = jnp.maximum(optax.tree.norm(y), ynorm0)
-        zero = jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(updates)]))
-        status = _classify(f, f0, gnorm, yscale, rtol, atol, zero)
-        return _Carry(y, state, f, g, gnorm, c.step + 1, status)
+        f, aux, gnorm, ynorm = linearise(y, state)
+        zero = all_zero(updates)
+        status = _classify(f, f0, gnorm, jnp.maximum(ynorm, ynorm0), rtol, atol, zero)
+        return _Carry(y, state, f, aux, gnorm, ynorm, c.step + 1, status)
 
     def run_until(c: _Carry, limit) -> _Carry:
         return jax.lax.while_loop(lambda c: (c.status == _RUNNING) & (c.step < limit), body, c)

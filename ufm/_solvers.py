@@ -18,6 +18,10 @@ unpreconditioned L-BFGS; preconditioned L-BFGS reached 1.8e-11 in 569 steps here
 (``benchmarks/regression.py`` prints current figures). Pass ``precondition=False`` to
 reproduce the papers' dynamics on the objective as written.
 
+A problem may offer an exact hand-written linearisation (``linearise(y, scales)`` and
+``gradient(y, aux, scales)``, e.g. ``RegressionUFM``); the momentum and Adam solvers then
+run the memory-lean step of ``ufm/_iterate.py`` (``benchmarks/dynamics.py`` measures it).
+
 Solvers are pytrees: :class:`Exact` and :class:`LBFGS` are static (hashable settings), and
 :class:`OptaxSolver` built from a factory carries its float hyperparameters as traced leaves, so
 a new problem, key or learning rate never recompiles and a learning-rate sweep runs under
@@ -37,6 +41,34 @@ from . import _exact
 from ._validate import is_concrete
 
 
+class _Objective:
+    """``y -> problem.objective(scales * y)``, the objective the gradient solvers minimise.
+
+    Where the problem has an exact hand-written linearisation (``problem.linearise(y, scales)
+    -> (value, aux, ||grad||^2, ||y||^2)`` and ``problem.gradient(y, aux, scales) -> grad``, in
+    the solver's variables ``y``), the loop (``ufm/_iterate.py``) uses it through
+    :meth:`linearise` and :meth:`gradient`: ``aux`` is small, so the loop never stores the
+    gradient, and the problem computes the norms in the passes it makes anyway."""
+
+    def __init__(self, problem, scales, to_params):
+        self.problem = problem
+        self.scales = scales
+        self.to_params = to_params
+        if callable(getattr(problem, "linearise", None)):
+            self.linearise = self._linearise
+            self.gradient = self._gradient
+
+    def __call__(self, y):
+        return self.problem.objective(self.to_params(y))
+
+    def _linearise(self, y):
+        f, aux, grad_sq, y_sq = self.problem.linearise(y, self.scales)
+        return f, aux, jnp.sqrt(grad_sq), jnp.sqrt(y_sq)
+
+    def _gradient(self, y, aux):
+        return self.problem.gradient(y, aux, self.scales)
+
+
 class _GradientSolver:
     """Shared part of the solvers that run on all of a problem's variables."""
 
@@ -53,7 +85,7 @@ class _GradientSolver:
             return jax.tree_util.tree_map(lambda s, v: s * v, scales, y)
 
         y0 = jax.tree_util.tree_map(lambda s, p: p / s, scales, p0)
-        return (lambda y: problem.objective(to_params(y))), y0, to_params
+        return _Objective(problem, scales, to_params), y0, to_params
 
     def check(self, problem) -> None:
         pass

@@ -113,6 +113,55 @@ class RegressionUFM(Problem):
             + 0.5 * self.lambda_W * jnp.sum(W**2)
         )
 
+    def linearise(self, y: Params, scales: Params):
+        r"""The objective, the gradient's small parts and two squared norms, exactly.
+
+        The exact gradient of the class docstring's ``L`` is, with the residual
+        ``E = H W^T + 1 b^T - Y`` of shape ``(M, n)``::
+
+            dL/dH = (E W + lambda_H H) / M,   dL/dW = E^T H / M + lambda_W W,
+            dL/db = E^T 1 / M
+
+        The gradient solvers (``ufm/_iterate.py``) run on ``y = params / scales`` leaf-wise
+        (:meth:`precondition_scales`), so ``dL/dy = scales * dL/dparams``. Returns
+        ``(L, aux, ||dL/dy||^2, ||y||^2)`` with ``aux = (E, dL/dW, dL/db)``: no array of size
+        ``M d`` is written. ``y_H`` is read four times: the products ``y_H (s_H W)^T`` and
+        ``E^T y_H`` (``precision="highest"``), ``||y_H||^2`` and ``||dL/dH||^2`` (``dL/dH``
+        fused into its reduction; XLA:CPU fuses no two reductions into one pass). The
+        optimiser's update rebuilds ``dL/dH`` elementwise (:meth:`gradient`), where XLA fuses it
+        into the update, so the gradient is never stored either. ``||dL/dH||`` is summed from
+        its entries, not expanded into ``||E W||^2 + 2 lambda_H <E W, H> + ...``, whose terms
+        cancel near a stationary point.
+        """
+        y_H, W, b = y
+        s_H, s_W, s_b = scales
+        H, W, b = s_H * y_H, s_W * W, s_b * b
+        M = self.num_samples
+        E = jnp.dot(y_H, (s_H * W).T, precision="highest") - self.targets
+        if self.bias:
+            E = E + b
+        G_H = _feature_gradient(H, E, W, self.lambda_H, M)
+        # Separate passes: XLA:CPU does not fuse reductions with one another.
+        G_W = s_H * jnp.dot(E.T, y_H, precision="highest") / M + self.lambda_W * W
+        H_sq = s_H**2 * jnp.sum(y_H**2)
+        GH_sq = jnp.sum(G_H**2)
+        G_b = jnp.sum(E, axis=0) / M if self.bias else jnp.zeros_like(b)
+        W_sq, b_sq = jnp.sum(W**2), jnp.sum(b**2)
+        value = (
+            0.5 / M * jnp.sum(E**2) + 0.5 * self.lambda_H / M * H_sq + 0.5 * self.lambda_W * W_sq
+        )
+        grad_sq = s_H**2 * GH_sq + s_W**2 * jnp.sum(G_W**2) + s_b**2 * jnp.sum(G_b**2)
+        y_sq = H_sq / s_H**2 + W_sq / s_W**2 + b_sq / s_b**2
+        return value, (E, G_W, G_b), grad_sq, y_sq
+
+    def gradient(self, y: Params, aux, scales: Params) -> Params:
+        """``dL/dy`` from :meth:`linearise`'s ``aux``; its ``H`` block is elementwise in
+        ``y_H``."""
+        E, G_W, G_b = aux
+        s_H, s_W, s_b = scales
+        G_H = _feature_gradient(s_H * y.H, E, s_W * y.W, self.lambda_H, self.num_samples)
+        return Params(s_H * G_H, s_W * G_W, s_b * G_b)
+
     def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
         """``1/(2M) ||Z + 1 b^T - Y||^2`` for predictions ``Z = H W^T`` (``b`` ignored without
         bias)."""
@@ -186,6 +235,21 @@ class RegressionUFM(Problem):
         Yc = Y - mean
         Sigma = Yc.T @ Yc / M
         return mean, 0.5 * (Sigma + Sigma.T)
+
+
+# Up to this many targets, ``E W`` is written as a sum of rank-one terms, elementwise in ``H``
+# (XLA fuses it into the optimiser's update); beyond it, one matrix product.
+_RANK_ONE_MAX = 8
+
+
+def _feature_gradient(H, E, W, lambda_H, M):
+    """``(E W + lambda_H H) / M``, shape ``(M, d)``."""
+    n = E.shape[1]
+    if n <= _RANK_ONE_MAX:
+        EW = sum(E[:, k : k + 1] * W[k] for k in range(n))
+    else:
+        EW = jnp.dot(E, W, precision="highest")
+    return (EW + lambda_H * H) / M
 
 
 def one_layer_init(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1) -> Params:

@@ -1,0 +1,83 @@
+"""The fast step of the gradient solvers: the regression problem's hand-written linearisation
+(``RegressionUFM.linearise`` / ``gradient``) against autodiff, and the loop that uses it against
+a plain optax loop on ``jax.grad``."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import ufm
+
+
+def _problem(M=23, n=3, d=5, bias=True):
+    Y = np.random.default_rng(1).normal(size=(M, n)) + 0.5
+    return ufm.RegressionUFM(Y, 0.03, 0.007, d, bias=bias)
+
+
+@pytest.mark.parametrize("n, bias", [(3, True), (3, False), (11, True)])
+def test_linearise_matches_autodiff(n, bias):
+    """Value, gradient and both norms equal autodiff's in the solver's (scaled) variables."""
+    p = _problem(n=n, bias=bias)
+    fn, y0, _ = ufm.OptaxSolver(optax.sgd, learning_rate=0.1).setup(p, jax.random.PRNGKey(2), None)
+    y0 = y0._replace(b=y0.b + 0.25)  # a nonzero bias (ignored by the objective without one)
+    f, aux, gnorm, ynorm = fn.linearise(y0)
+    g = fn.gradient(y0, aux)
+    f_ad, g_ad = jax.value_and_grad(fn)(y0)
+    np.testing.assert_allclose(f, f_ad, rtol=1e-13)
+    for a, b in zip(g, g_ad, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gnorm, optax.tree.norm(g_ad), rtol=1e-13)
+    np.testing.assert_allclose(ynorm, optax.tree.norm(y0), rtol=1e-13)
+    assert float(jnp.abs(jnp.asarray(g.H)).max()) > 0
+
+
+def _plain_loop(p, tx, steps, key):
+    """Hand-written preconditioned optax loop on jax.grad (no ufm loop)."""
+    fn, y, to_params = ufm.OptaxSolver(tx).setup(p, key, None)
+
+    def step(_, carry):
+        y, state = carry
+        u, state = tx.update(jax.grad(fn)(y), state, y)
+        return optax.apply_updates(y, u), state
+
+    y, _ = jax.lax.fori_loop(0, steps, step, (y, tx.init(y)))
+    return to_params(y)
+
+
+@pytest.mark.parametrize("tx", [optax.sgd(0.3, momentum=0.9), optax.adam(0.01)])
+def test_fast_loop_follows_the_plain_optax_trajectory(tx):
+    p = _problem()
+    key = jax.random.PRNGKey(3)
+    zero = jnp.zeros(())
+    sol = ufm.solve(p, tx, key=key, rtol=zero, max_steps=20)
+    assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 20
+    ref = _plain_loop(p, tx, 20, key)
+    for a, b in zip(sol.params, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(sol.loss, p.objective(ref), rtol=1e-12)
+
+
+def test_zero_update_after_some_steps_is_stalled():
+    """The learning rate drops to 0 after 3 steps: the 4th update is zero."""
+    tx = optax.sgd(optax.piecewise_constant_schedule(0.1, {3: 0.0}))
+    sol = ufm.solve(_problem(), tx, max_steps=50)
+    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 4
+
+
+def test_vmapped_learning_rates_match_single_solves():
+    p = _problem()
+    lrs = jnp.array([0.05, 0.2])
+
+    def run(lr):
+        return ufm.solve(
+            p, ufm.OptaxSolver(optax.sgd, learning_rate=lr, momentum=0.9), max_steps=30
+        )
+
+    batch = jax.vmap(run)(lrs)
+    for i, lr in enumerate(lrs):
+        one = run(lr)
+        np.testing.assert_allclose(batch.params.H[i], one.params.H, rtol=1e-12, atol=1e-14)
+        assert int(batch.status[i]) == int(one.status)
+        np.testing.assert_allclose(batch.grad_norm[i], one.grad_norm, rtol=1e-12)
