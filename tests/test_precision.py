@@ -111,3 +111,20 @@ def test_compare_traces_full_precision(problems):
         lambda P: _compare._classification_numbers(ref, P, 4, True), params(ref)
     )
     assert n_reg > 3 and n_cls > 3
+
+
+def test_sweep_runs_its_chunks_at_full_precision(problems, monkeypatch):
+    """``ufm.sweep`` traces its chunks (its own ``n x n`` path included) under HIGHEST."""
+    import ufm._sweep as sweep_module
+
+    seen = []
+    run_chunk = sweep_module.run_chunk
+
+    def spy(*args, **kwargs):
+        seen.append(jax.config.jax_default_matmul_precision)
+        return run_chunk(*args, **kwargs)
+
+    monkeypatch.setattr(sweep_module, "run_chunk", spy)
+    table = ufm.sweep(problems["regression"], {"lambda_H": [0.1, 0.2]}, progress=False)
+    assert len(table["loss"]) == 2
+    assert seen and all(p == "highest" for p in seen)

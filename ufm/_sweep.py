@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import math
-import sys
-import time
 
 import jax
 import numpy as np
 
+from . import _exact
+from ._linalg import full_precision
 from ._solution import Status
 from ._solve import _DEFAULT_TOL
-from ._solvers import Exact, resolve_solver
+from ._solvers import LBFGS, Exact, resolve_solver
 from ._sweep_grid import check_grid, description, fingerprint
 from ._sweep_io import ResultsFile, SweepTable, check_output_path, read_rows
+from ._sweep_progress import Progress
 from ._sweep_rows import Spec, deep_reference, metric_columns, run_chunk
 from ._sweep_shard import broadcast, gather, placer
 from ._validate import check_int
@@ -25,10 +26,14 @@ _DTYPES = {"float": np.float64, "int": np.int64, "str": np.str_}
 _MEMORY_PER_CHUNK = 2**28  # bytes a full-path chunk may hold, roughly (sets chunk_size)
 # Measured with jax 0.10.2 on CPU: a chunk of 7,000 or 10,000 points of the n x n path never
 # finished (every thread waiting on a futex inside device_get), 5,000 did; so at most 4096 points
-# a CPU device. (Not investigated further; larger chunks gain nothing measurable there.)
+# a CPU device (larger chunks gain nothing measurable there). The same deadlock hit a chunk of 50
+# class-mean CE points (chunks of 1-16 ran): gdb showed the threads of jaxlib's batched LAPACK
+# eigh (lapack_dsyevd_ffi -> jax::ParallelBatchMap) waiting on a BlockingCounter while every
+# worker of the intra-op pool waited for work; the default chunks stay small on a CPU.
 _MAX_CHUNK_CPU = 4096
 
 
+@full_precision
 def sweep(
     problem: Problem,
     grid: dict,
@@ -43,6 +48,7 @@ def sweep(
     rtol=None,
     atol=None,
     reduced: bool | None = None,
+    reduction: bool | None = None,
     devices=None,
 ) -> SweepTable:
     """Solve ``problem`` at every point of a grid of its fields and tabulate the results.
@@ -60,10 +66,11 @@ def sweep(
             ``S`` (seeds ``0..S-1``) or a list of distinct ints.
         solver, restarts, max_steps, rtol, atol: as in :func:`ufm.solve` (default solver: the
             exact one where the problem admits it at every grid value, else L-BFGS).
-        chunk_size: at most this many points per compiled, vmapped call (default: 2048 on
-            the exact solver's ``n x n`` path; on the full path about 2^16 variables per chunk
-            on a CPU, 2^24 on an accelerator). The grid is cut into equal chunks (the last one
-            padded), so a sweep compiles once.
+        chunk_size: at most this many points per compiled, vmapped call (default on the
+            exact solver's ``n x n`` path: 256 on a CPU, 2048 on an accelerator; on the full
+            path about 2^12 variables (of the problem solved) per chunk on a CPU, 2^24 on an
+            accelerator). The grid is cut into equal chunks (the last one padded), so a sweep
+            compiles once.
         out: path of a results CSV. Rows are appended chunk by chunk (flushed and fsync'd);
             rerunning the same sweep skips the points already there, and a torn last line
             (a killed run) is cut off first. A file of another sweep (different problem,
@@ -74,6 +81,17 @@ def sweep(
         reduced: ``None`` (default) takes the ``n x n`` path whenever the exact solver runs on
             an MSE problem; ``False`` forces the full path (``H`` recovered at every point, all
             metrics measured).
+        reduction: on the full path with a gradient solver, solve the problem's
+            :meth:`~ufm.problems.Problem.reduction` (a smaller problem with the same
+            stationary points, optimal value, stopping test and certificate) and expand its
+            solution. ``None`` (default): with L-BFGS whenever the problem has one (not with
+            optax dynamics, whose path from an uncollapsed init is of interest in itself);
+            ``True``: with any gradient solver (an error if the problem has none);
+            ``False``: never. Classification (CE; MSE with a gradient solver): the class-mean
+            reduction (:meth:`ufm.ClassificationUFM.reduction`), ``K`` feature rows instead of
+            ``N``, ~40x faster on K = 10 x 100, d = 64 (``benchmarks/sweep.py``); ``nc1``, 0
+            by construction, is then not measured (NaN). The loss, certificate and metrics of
+            a row are those of the full problem at the expanded variables.
         devices: devices to shard each chunk's points across (default ``jax.devices()``: all
             devices, of every process after ``jax.distributed.initialize``). Results do not
             depend on it.
@@ -115,6 +133,17 @@ def sweep(
     if reduced and not exact_ok:
         raise ValueError("reduced=True needs the exact solver on an MSE problem")
     path = "reduced" if exact_ok and reduced is not False else "full"
+    if reduction is not None and not isinstance(reduction, bool):
+        raise TypeError(f"reduction must be None, True or False, got {reduction!r}")
+    # Default: with L-BFGS only; optax dynamics from the problem's own (uncollapsed) init are
+    # a subject of study in themselves (e.g. how NC1 falls), so they need reduction=True.
+    possible = path == "full" and not isinstance(solver, Exact) and rep.reduction() is not None
+    use_reduction = possible and (reduction or (reduction is None and isinstance(solver, LBFGS)))
+    if reduction and not use_reduction:
+        raise ValueError(
+            "reduction=True needs a problem with a reduction (problem.reduction() is not None) "
+            f"and a gradient solver, got {type(problem).__name__} and {solver!r}"
+        )
     if chunk_size is not None:
         chunk_size = check_int(chunk_size, "chunk_size", minimum=1)
     if out is not None:
@@ -127,7 +156,7 @@ def sweep(
 
     kind, per_class = _kind(problem)
     mets = _metric_spec(problem)
-    spec = Spec(g.names, path, kind, restarts, max_steps, per_class, mets, _x64())
+    spec = Spec(g.names, path, kind, restarts, max_steps, per_class, mets, _x64(), use_reduction)
     schema = _schema(g.names, metric_columns(mets), restarts is not None)
     settings = {
         "solver": repr(solver),
@@ -137,6 +166,8 @@ def sweep(
         "atol": float(tols[1]),
         "path": path,
     }
+    if use_reduction:  # (absent otherwise: files of earlier versions keep their fingerprint)
+        settings["reduction"] = type(rep.reduction().problem).__name__
     desc = description(problem, g, settings, [n for n, _ in schema])
     meta = {"thresholds": _thresholds(problem, kind, per_class, g.names)}
     fp = fingerprint(desc)
@@ -160,7 +191,8 @@ def sweep(
 
     ndev = len(devices)
     if chunk_size is None:
-        chunk_size = _default_chunk(problem, path, restarts)
+        chunk_size = _default_chunk(rep.reduction().problem if use_reduction else problem, path,
+                                    restarts)  # fmt: skip
     # The chunk size depends on the grid, not on what is left, so that a resumed run reuses
     # the first run's executable (from JAX's caches).
     # Equal chunks of at most chunk_size points (e.g. 2 x 1250, not 2048 + 452 padded).
@@ -169,7 +201,7 @@ def sweep(
     size = min(chunk_size, g.size)
     size = math.ceil(g.size / math.ceil(g.size / size))
     size = ndev * math.ceil(size / ndev)
-    report = _Progress(progress, g.size, int(done_mask.sum()))
+    report = Progress(progress, g.size, int(done_mask.sum()))
     if writer is not None and writer.repaired:
         report.note(f"{out}: cut off a torn last line left by an interrupted run")
     new_parts, new_idx = [], []
@@ -178,6 +210,10 @@ def sweep(
             put = placer(devices)
             base, solver_d = put(problem, sharded=False), put(solver, sharded=False)
             tols_d = put(tols, sharded=False)
+            # The n x n path reads the data once per sweep: Sigma's eigen-decomposition and mean.
+            mom = None
+            if path == "reduced":
+                mom = put(_moments_jit(problem.exact_data().targets), sharded=False)
             for start in range(0, len(pending), size):
                 idx = pending[start : start + size]
                 padded = np.concatenate([idx, np.full(size - len(idx), idx[-1])])
@@ -189,6 +225,7 @@ def sweep(
                     put(sds.astype(np.int32), sharded=True),
                     tols_d,
                     spec,
+                    mom,
                 )
                 cols = _host_columns(gather(res), len(idx), vals, sds, g.names, schema)
                 if kind == "deep":
@@ -225,6 +262,9 @@ def sweep(
 
 
 # -- helpers -----------------------------------------------------------------------------------
+
+
+_moments_jit = jax.jit(_exact.moments)
 
 
 def _x64() -> bool:
@@ -270,16 +310,24 @@ def _schema(names, metric_cols, with_restarts: bool) -> list[tuple[str, str]]:
 
 
 def _default_chunk(problem, path: str, restarts) -> int:
-    """2048 points on the ``n x n`` path. On the full path, about ``2^16`` variables per chunk
-    on a CPU (``2^24`` on an accelerator), within ~256 MB: a batched ``while_loop`` runs until
-    its slowest point stops, so batching pays only while it vectorises small problems (measured
-    on 2 CPU cores, CE with N = 1000, d = 64: 24 points in 99 s one at a time, 243 s in chunks
-    of 12)."""
+    """Points per chunk. A batched ``while_loop`` runs until its slowest point stops, so
+    batching pays only while it vectorises small problems whose step counts are alike.
+
+    * ``n x n`` path: 256 points on a CPU (small chunks also stay in cache), 2048 on an
+      accelerator. Measured on 2 cores, 10,000 regression points, (n, d, M) = (3, 256, 10^4):
+      chunks of 128-512 points 0.40-0.48 s, 1024 0.51-0.55 s, 2048 0.86-1.05 s.
+    * full path (``problem`` is the one solved: the reduced one with a reduction): about
+      ``2^12`` variables per chunk on a CPU (``2^24`` on an accelerator), within ~256 MB.
+      Measured on 2 CPU cores, CE K = 10 x 100, d = 64, class-mean reduction (1290
+      variables), 100 points whose L-BFGS step counts range over 50-1250: chunks of 1, 4, 8,
+      16 points 5.5, 4.0, 7.1, 11.9 s; without the reduction 24 points took 99 s one at a
+      time, 243 s in chunks of 12.
+    """
     if path == "reduced":
-        return 2048
+        return 256 if jax.default_backend() == "cpu" else 2048
     params = jax.eval_shape(problem.default_init, jax.random.PRNGKey(0))
     size = sum(int(np.prod(x.shape)) for x in jax.tree_util.tree_leaves(params)) * (restarts or 1)
-    target = 2**16 if jax.default_backend() == "cpu" else 2**24
+    target = 2**12 if jax.default_backend() == "cpu" else 2**24
     memory = _MEMORY_PER_CHUNK // (40 * size * np.dtype(problem.dtype).itemsize)
     return int(np.clip(min(target // size, memory), 1, 1024))
 
@@ -353,47 +401,3 @@ def _thresholds(problem, kind: str, per_class, names) -> list[dict]:
                 )
         return out
     return []
-
-
-class _Progress:
-    """Progress on stderr: tqdm where installed, else one line per chunk."""
-
-    def __init__(self, progress, total: int, done: int):
-        self.total, self.done, self.start_done = total, done, done
-        self.t0 = time.perf_counter()
-        self.fn = progress if callable(progress) and not isinstance(progress, bool) else None
-        on = sys.stderr.isatty() if progress is None else bool(progress)
-        self.bar = None
-        self.on = on and self.fn is None
-        if self.on:
-            try:
-                from tqdm.auto import tqdm
-            except ImportError:
-                tqdm = None
-            if tqdm is not None:
-                self.bar = tqdm(total=total, initial=done, unit="pt", file=sys.stderr)
-
-    def note(self, text: str) -> None:
-        if self.on or self.fn is not None:
-            print(f"ufm sweep: {text}", file=sys.stderr)
-
-    def update(self, k: int) -> None:
-        self.done += k
-        dt = time.perf_counter() - self.t0
-        if self.fn is not None:
-            self.fn(self.done, self.total, dt)
-        elif self.bar is not None:
-            self.bar.update(k)
-        elif self.on:
-            rate = (self.done - self.start_done) / max(dt, 1e-9)
-            left = (self.total - self.done) / rate if rate > 0 else float("inf")
-            print(
-                f"ufm sweep: {self.done}/{self.total} points ({100 * self.done / self.total:.0f}%)"
-                f", {rate:.1f} points/s, {left:.0f} s left",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -99,6 +99,30 @@ class SweepTable:
             ) from err
         return pd.DataFrame({k: v for k, v in self.columns.items()})
 
+    def to_parquet(self, path) -> None:
+        """Write the table as a Parquet file (needs pyarrow: the ``parquet`` extra).
+
+        Columns and their types are the table's (``float64``, ``int64``, strings); ``meta``
+        (e.g. the thresholds) is stored as JSON under the schema metadata key ``ufm.meta``.
+        Read it back with ``pyarrow.parquet.read_table(path)`` or ``pandas.read_parquet``.
+        """
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise ImportError(
+                "SweepTable.to_parquet needs pyarrow: pip install 'ufm[parquet]' (or pip install "
+                "pyarrow); to_csv needs nothing"
+            ) from err
+        kinds = dict(self.schema)
+        arrays = {}
+        for name, col in self.columns.items():
+            kind = kinds.get(name, _kind_of(col))
+            arrays[name] = pa.array(col.astype(_KINDS[kind]) if kind != "str" else col.tolist())
+        table = pa.table(arrays)
+        table = table.replace_schema_metadata({"ufm.meta": json.dumps(self.meta)})
+        pq.write_table(table, path)
+
     def to_csv(self, path) -> None:
         """Write the table as CSV (header line, then one line per row; floats round-trip)."""
         with open(path, "w", encoding="utf-8", newline="") as f:

@@ -2,18 +2,24 @@
 
 Two paths, chosen by :func:`ufm.sweep`:
 
-* ``"reduced"`` (the exact solver on an MSE problem): the data summary (``Sigma``, ``ybar``)
-  does not depend on the point, so under ``jax.vmap`` it is formed once per chunk; each point
-  runs L-BFGS on the ``n x r`` reduced variable of ``ufm/_exact.py`` and its row comes from
-  ``n x n`` quantities (:func:`ufm._exact.reduced_optimum`): ``H`` is never formed and the
-  per-point cost does not grow with ``N``. The metrics
-  that need the features sample by sample (NRC1, NRC2, NC1, NC4) are not measured there (NaN):
-  the exact solver's features lie in the row space of ``W`` by construction.
+* ``"reduced"`` (the exact solver on an MSE problem): the data summary (``Sigma``'s
+  eigen-decomposition and ``ybar``, :func:`ufm._exact.moments`) does not depend on the point
+  and is formed once per sweep; each point runs L-BFGS on the ``n x r`` reduced variable of
+  ``ufm/_exact.py`` and its row comes from ``n x n`` quantities
+  (:func:`ufm._exact.reduced_optimum`): ``H`` is never formed and the per-point cost does not
+  grow with ``N``. The metrics that need the features sample by sample (NRC1, NRC2, NC1, NC4)
+  are not measured there (NaN): the exact solver's features lie in the row space of ``W`` by
+  construction.
 * ``"full"``: :func:`ufm.solve` with any solver, restarts included; the metrics are the
-  problem's own (``problem.trajectory_metrics``).
+  problem's own (``problem.trajectory_metrics``). With ``Spec.reduction`` the solve runs on
+  ``problem.reduction().problem`` (e.g. the class-mean problem of a classification UFM) and
+  its solution is expanded; the loss, certificate, status checks and metrics are then taken
+  again on the full problem at the expanded variables (metrics that hold by construction are
+  not measured: NaN).
 
 The closed-form columns come from :mod:`theory` (regression, balanced classification; deep
-problems on the host, :mod:`theory.deep`), an independent computation: it is imported lazily,
+problems on the host, :mod:`theory.deep`), an independent computation (it forms ``Sigma``
+from the targets itself, once per chunk, outside the per-point work): it is imported lazily,
 as the table is defined to hold the closed form next to the solver's answer.
 """
 
@@ -30,9 +36,17 @@ from . import _exact
 from ._iterate import iterate
 from ._linalg import eps_of, sym
 from ._solution import Status
-from ._solve import _CERTIFICATE_RTOL, solve
+from ._solve import _CERTIFICATE_RTOL, _finalize, solve
 
 NAN = float("nan")
+# The n x n path's Cholesky and triangular solves written out entry by entry (ufm/_exact.py):
+# 2.2x faster on a CPU (10,000 regression points, n = 3: 0.39-0.45 s warm against 0.90-1.0 s
+# with LAPACK) but, with jax 0.10.2, not bitwise equal between a sweep sharded over 4 (virtual)
+# devices and an unsharded one (rows differ in the last bit; tests/test_sharding.py asks for
+# equality): the gradient of the written-out objective already differs in the last bit between
+# a vmapped batch of 8 and the same 8 points sharded 2 a device (optimisation barriers around
+# it did not help), so off until that is understood. The LAPACK calls give identical rows.
+UNROLL = False
 
 
 class Spec(NamedTuple):
@@ -46,6 +60,7 @@ class Spec(NamedTuple):
     per_class: int | None  # balanced classification: samples per class, else None
     metrics: tuple[tuple[str, int | None], ...]  # (name, layers or None)
     reference64: bool  # closed forms in float64
+    reduction: bool = False  # full path: solve problem.reduction() and expand its solution
 
 
 def metric_columns(metrics) -> list[str]:
@@ -65,11 +80,6 @@ def _rel(err, ref_norm, scale):
 def _rank(G, scale):
     ev = jnp.linalg.eigvalsh(sym(G))
     return jnp.sum(ev > jnp.sqrt(eps_of(ev)) * scale).astype(jnp.int32)
-
-
-def _sqrtm(S):
-    w, V = jnp.linalg.eigh(sym(S))
-    return (V * jnp.sqrt(jnp.maximum(w, 0.0))) @ V.T
 
 
 def _gram_difference_norm(H, Yc, K):
@@ -173,15 +183,25 @@ def _flat_metrics(mets: dict, spec: Spec, dtype) -> dict:
 
 
 def _point_full(p, solver, key, tols, spec: Spec):
+    red = p.reduction() if spec.reduction else None
     sol = solve(
-        p, solver, key=key, max_steps=spec.max_steps, rtol=tols[0], atol=tols[1],
-        restarts=spec.restarts,
+        p if red is None else red.problem, solver, key=key, max_steps=spec.max_steps,
+        rtol=tols[0], atol=tols[1], restarts=spec.restarts,
     )  # fmt: skip
+    rate = None if spec.restarts is None else sol.restarts.success_rate
+    if red is not None:
+        # The reduced solve's status (its stopping test and certificate equal the full
+        # problem's at the expanded point, Problem.reduction); the loss, certificate and
+        # validity again on the full problem at the expanded variables.
+        sol = _finalize(p, red.expand(sol.params), sol.grad_norm, sol.num_steps, sol.status)
     row = {"status": sol.status, "loss": sol.loss, "steps": sol.num_steps}
     row["grad_norm"] = sol.grad_norm
-    if spec.restarts is not None:
-        row["restarts_successful"] = sol.restarts.success_rate
-    row.update(_flat_metrics(p.trajectory_metrics(sol.params), spec, p.dtype))
+    if rate is not None:
+        row["restarts_successful"] = rate
+    mets = dict(p.trajectory_metrics(sol.params))
+    for name in () if red is None else red.by_construction:
+        mets.pop(name, None)  # holds by construction: not measured (NaN)
+    row.update(_flat_metrics(mets, spec, p.dtype))
     if spec.kind == "deep":
         W = sol.params.Ws[-1]
         row["WWT"] = W @ W.T  # to the host, for theory.deep
@@ -212,21 +232,21 @@ def _point_full(p, solver, key, tols, spec: Spec):
     return row
 
 
-def _reduced_one(p, solver, key, tols, spec: Spec):
-    """The exact solver's iteration (``ufm/_exact.py``) without recovering ``H``. The data
-    summary of :func:`ufm._exact.setup` does not depend on the point, so under ``jax.vmap`` it
-    is formed once per chunk; the per-point work is ``O(n^3)`` a step."""
+def _reduced_one(p, solver, key, tols, spec: Spec, mom):
+    """The exact solver's iteration (``ufm/_exact.py``) without recovering ``H``, from the
+    targets' moments ``mom`` (formed once per sweep); the per-point work is ``O(n^3)`` a
+    step."""
     data = p.exact_data()
-    red, A0 = _exact.setup(data, key, None)
+    red, A0 = _exact.setup(data, key, None, mom)
 
     def fn(A):
-        return _exact.reduced_objective(A, red, data)
+        return _exact.reduced_objective(A, red, data, unroll=UNROLL)
 
     A, loss, gnorm, steps, status, _ = iterate(
         fn, solver.optimizer(), A0, max_steps=spec.max_steps, rtol=tols[0], atol=tols[1],
         reuse_linesearch_value=solver.reuse_linesearch_value,
     )  # fmt: skip
-    ro = _exact.reduced_optimum(A, red, data, p.num_samples)
+    ro = _exact.reduced_optimum(A, red, data, p.num_samples, unroll=UNROLL)
     # The statuses of ufm.solve (ufm/_solve.py), with the certificate from n x n quantities.
     status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite)
     saddle = (status == Status.successful) & ro.applicable & (ro.violation > _CERTIFICATE_RTOL)
@@ -236,13 +256,13 @@ def _reduced_one(p, solver, key, tols, spec: Spec):
     return W, loss, gnorm, steps, status, ro
 
 
-def _point_reduced(p, solver, key, tols, spec: Spec):
+def _point_reduced(p, solver, key, tols, spec: Spec, mom):
     if spec.restarts is None:
-        A, loss, gnorm, steps, status, ro = _reduced_one(p, solver, key, tols, spec)
+        A, loss, gnorm, steps, status, ro = _reduced_one(p, solver, key, tols, spec, mom)
         extra = {}
     else:
         keys = jax.random.split(key, spec.restarts)
-        out = jax.vmap(lambda k: _reduced_one(p, solver, k, tols, spec))(keys)
+        out = jax.vmap(lambda k: _reduced_one(p, solver, k, tols, spec, mom))(keys)
         losses, statuses = out[1], out[4]
         ranked = jnp.where(
             jnp.isfinite(losses) & (statuses != Status.invalid_input), losses, jnp.inf
@@ -261,11 +281,15 @@ def _point_reduced(p, solver, key, tols, spec: Spec):
         C64 = ro.gram_core.astype(q.dtype)
 
         def gram_err(Kcore, scale):
-            # ||Z (C - K) Z^T||_F = N ||S^{1/2} (C - K) S^{1/2}||_F with S = Z^T Z / N.
-            R = _sqrtm(S64)
+            # ||Z X Z^T||_F = N ||S^{1/2} X S^{1/2}||_F = N sqrt(tr(X S X S)) with
+            # S = Z^T Z / N, for symmetric X (no square root of S needed).
             N = q.num_samples
-            diff = N * jnp.linalg.norm(R @ (C64 - Kcore) @ R)
-            return _rel(diff, N * jnp.linalg.norm(R @ Kcore @ R), scale)
+
+            def norm(X):
+                XS = X @ S64
+                return N * jnp.sqrt(jnp.maximum(jnp.sum(XS * XS.T), 0.0))
+
+            return _rel(norm(C64 - Kcore), norm(Kcore), scale)
 
         row.update(_regression_reference(q, loss, ro.WWT, gram_err))
     elif spec.kind == "classification":
@@ -288,16 +312,17 @@ def _point_reduced(p, solver, key, tols, spec: Spec):
 
 
 @functools.partial(jax.jit, static_argnames=("spec",))
-def run_chunk(base, solver, values, seeds, tols, spec: Spec):
+def run_chunk(base, solver, values, seeds, tols, spec: Spec, mom=None):
     """Rows of one chunk: ``values (C, len(names))`` and ``seeds (C,)`` -> dict of ``(C,)``
     arrays (and ``WWT (C, n, n)`` for deep problems). Compiled once per sweep: a chunk has a
-    fixed size (the last one is padded)."""
+    fixed size (the last one is padded). ``mom``: the targets' moments
+    (:func:`ufm._exact.moments`, formed once per sweep) on the ``n x n`` path."""
 
     def point(vals, seed):
         p = base.replace(**{k: vals[i] for i, k in enumerate(spec.names)})
         key = jax.random.PRNGKey(seed)
         if spec.path == "reduced":
-            return _point_reduced(p, solver, key, tols, spec)
+            return _point_reduced(p, solver, key, tols, spec, mom)
         return _point_full(p, solver, key, tols, spec)
 
     return jax.vmap(point)(values, seeds)

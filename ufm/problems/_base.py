@@ -18,7 +18,19 @@ them. The core asks a problem what it can do, never what it is:
 ``certificate(params)``           ``(violation, applicable)`` of a global-optimality test;
                                   ``applicable = False`` where the problem has none
 ``replace(**fields)``             the same problem with some leaves replaced (sweeps)
+``reduction()``                   a :class:`Reduction`: a smaller problem with the same
+                                  stationary points and values, or ``None`` (the default)
 ================================  ==========================================================
+
+``precondition_scales()`` returns scalars, or arrays that broadcast against their leaf (e.g.
+one scale a row).
+
+Optional, for speed on large problems (the loop in ``ufm/_iterate.py`` uses them when present,
+with the momentum/Adam family of solvers; ``RegressionUFM`` has them): an exact hand-written
+linearisation in the solver's variables ``y = params / scales``,
+``linearise(y, scales) -> (value, aux, ||grad_y||^2, ||y||^2)`` and
+``gradient(y, aux, scales) -> grad_y``, where ``aux`` is whatever small data rebuilds the
+gradient (the loop stores ``aux``, not the gradient). Test them against autodiff.
 
 Subclasses declare ``_leaves`` (names of the array fields, with their unbatched ``ndim`` in
 ``_ndims``) and ``_static`` (the structure); this base class registers them as pytrees.
@@ -26,10 +38,39 @@ Subclasses declare ``_leaves`` (names of the array fields, with their unbatched 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 
 from .._validate import check_int, check_memory
+
+
+class Reduction(NamedTuple):
+    """What :meth:`Problem.reduction` returns: a smaller problem that a solver can solve in
+    place of the original one.
+
+    The contract (each problem proves it in its ``reduction`` docstring): ``expand`` maps the
+    smaller problem's variables to the original's, such that
+
+    * the objectives agree: ``original.objective(expand(v)) == problem.objective(v)``;
+    * ``expand`` maps stationary points to stationary points, the optimal values agree, and
+      the solvers' scale-free stopping test and the global-optimality certificate give the
+      same answer at ``v`` and at ``expand(v)`` (so a status stays an honest statement about
+      the original problem).
+
+    Attributes:
+        problem: the smaller problem.
+        expand: ``problem``'s variables -> the original problem's variables (traceable).
+        by_construction: names of ``trajectory_metrics`` that every ``expand(v)`` satisfies
+            exactly by construction (e.g. ``nc1`` for collapsed features); tables report them
+            as not measured (NaN).
+    """
+
+    problem: Problem
+    expand: Callable[[Any], Any]
+    by_construction: tuple[str, ...] = ()
 
 
 class Problem:
@@ -62,6 +103,12 @@ class Problem:
     # -- what the core asks ----------------------------------------------------------------
     def exact_data(self):
         """``MSEData`` for the exact solver, or ``None`` (the default: not supported)."""
+        return None
+
+    def reduction(self) -> Reduction | None:
+        """A smaller problem with the same stationary points and optimal value, or ``None``
+        (the default: none known). :func:`ufm.sweep` solves it in place of the problem (its
+        ``reduction`` option). Must work on traced problems (inside ``jax.jit``/``vmap``)."""
         return None
 
     def certificate(self, params) -> tuple[jax.Array, jax.Array]:

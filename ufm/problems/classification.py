@@ -9,9 +9,19 @@ import jax.numpy as jnp
 
 from .. import metrics
 from .._certificate import gradient_rounding, violation
+from .._linalg import eps_of
 from .._types import MSEData, Params
-from .._validate import bias_option, check_int, check_lambda, float_dtype, labels_array
-from ._base import Problem, check_feature_dim, check_variables_fit
+from .._validate import (
+    bias_option,
+    check_finite,
+    check_int,
+    check_lambda,
+    check_shape,
+    float_array,
+    float_dtype,
+    labels_array,
+)
+from ._base import Problem, Reduction, check_feature_dim, check_variables_fit
 from .regression import check_one_layer_init, one_layer_init
 
 LOSSES = ("mse", "ce")
@@ -215,6 +225,44 @@ class ClassificationUFM(Problem):
             self.feature_dim,
         )
 
+    def reduction(self) -> Reduction:
+        r"""The class-mean reduction: the same problem over ``K`` class-mean features.
+
+        Write ``n_k`` for the size of class ``k`` and ``l_k(z)`` for the loss of class ``k`` at
+        logits ``z`` (``|z - e_k|^2/2`` or ``logsumexp(z) - z_k``). For fixed ``(W, b)`` the
+        objective is a sum over samples of ``phi_k(h_i) = l_k(W h_i + b)/N + lambda_H/2
+        |h_i|^2``, the same convex function for every sample of class ``k``. Hence:
+
+        * the objective restricted to class-collapsed features ``h_i = hbar_{y_i}``,
+          ``F(Hbar, W, b) = sum_k n_k phi_k(hbar_k) + lambda_W/2 ||W||^2 [+ lambda_b/2
+          ||b||^2]`` (:class:`ClassMeanUFM`), has the same infimum as the full objective:
+          replacing each ``h_i`` by its class mean never increases it (Jensen, any
+          ``lambda_H >= 0``);
+        * gradients correspond exactly: at ``H = expand(Hbar)`` the full gradient in ``h_i``
+          is ``grad_{hbar_k} F / n_k`` and the gradients in ``W`` and ``b`` are equal, so
+          ``expand`` maps stationary points to stationary points with the same value; for
+          ``lambda_H > 0`` each ``phi_k`` is strictly convex, so every stationary point of the
+          full problem is class-collapsed and the two problems have the same stationary
+          points (and global minimisers);
+        * with :meth:`ClassMeanUFM.precondition_scales` (``hbar_k`` scaled by
+          ``sqrt(N/n_k)``, against ``sqrt(N)`` for ``h_i``), the solvers' variables have the
+          same norm and gradient norm as the full problem's at the expanded point, so the
+          scale-free stopping test of ``ufm/_iterate.py`` gives the same answer, and
+          :meth:`ClassMeanUFM.certificate` equals the full certificate there.
+
+        Preconditioned gradient descent and momentum are linear in the gradient, so their
+        reduced iterates are exactly the class means of the full ones from a collapsed init.
+        ``nc1`` (within-class variability) is 0 by construction on ``expand(...)``. Cost: the
+        reduced objective is ``O(K^2 d)`` instead of ``O(N K d)``; the data enter only
+        through the class sizes.
+        """
+        labels = self.labels
+        return Reduction(
+            ClassMeanUFM(self),
+            lambda p: Params(jnp.take(p.H, labels, axis=0), p.W, p.b),
+            ("nc1",),
+        )
+
     def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
         """NC1, NC2 (ETF distance of the centred class means), NC3 (with the uncentred class
         means: the self-duality ``W^T ∝ H-bar`` of every UFM optimum, including the bias-free
@@ -227,3 +275,124 @@ class ClassificationUFM(Problem):
             "nc3": metrics.nc3(H, W, y, K, center=False),
             "nc4": metrics.nc4(H, W, b if self.has_bias else None, y, K),
         }
+
+
+class ClassMeanUFM(Problem):
+    r"""A :class:`ClassificationUFM` restricted to class-collapsed features (its
+    :meth:`~ClassificationUFM.reduction`): variables ``Params(Hbar (K, d), W (K, d), b (K,))``,
+    one feature row per class, and the objective (class sizes ``n_k``, ``N = sum_k n_k``)::
+
+        F = sum_k (n_k/N) l_k(W hbar_k + b) + lambda_H/2 sum_k n_k |hbar_k|^2
+            + lambda_W/2 ||W||_F^2 [+ lambda_b/2 ||b||^2]
+
+    with ``l_k(z) = |z - e_k|^2/2`` (MSE) or ``logsumexp(z) - z_k`` (CE). It equals the full
+    objective at ``h_i = hbar_{y_i}``. Built from a (validated) classification problem:
+    ``ClassMeanUFM(problem)``; the lambdas stay traced leaves.
+    """
+
+    _leaves = ClassificationUFM._leaves
+    _ndims = ClassificationUFM._ndims
+    _static = ClassificationUFM._static
+    sweep_fields = ClassificationUFM.sweep_fields
+
+    def __init__(self, problem: ClassificationUFM):
+        if not isinstance(problem, ClassificationUFM):
+            raise TypeError(f"problem must be a ClassificationUFM, got {type(problem).__name__}")
+        leaves, aux = problem._flatten()
+        for k, v in zip(self._leaves, leaves, strict=True):
+            setattr(self, k, v)
+        for k, v in zip(self._static, aux, strict=True):
+            setattr(self, k, v)
+
+    def __repr__(self) -> str:
+        return "ClassMeanUFM(" + repr(self.full())[len("ClassificationUFM(") :]
+
+    def full(self) -> ClassificationUFM:
+        """The classification problem this one reduces."""
+        return ClassificationUFM._unflatten(*reversed(self._flatten()))
+
+    num_samples = ClassificationUFM.num_samples
+    target_dim = ClassificationUFM.target_dim
+    dtype = ClassificationUFM.dtype
+    has_bias = ClassificationUFM.has_bias
+    is_mse = ClassificationUFM.is_mse
+    factor_penalty = ClassificationUFM.factor_penalty
+    valid = ClassificationUFM.valid
+
+    @property
+    def counts(self) -> jax.Array:
+        """Class sizes ``n_k`` (K,), in the problem's dtype."""
+        K = self.num_classes
+        return jnp.zeros(K, self.dtype).at[self.labels].add(1.0, mode="drop")
+
+    def objective(self, params: Params) -> jax.Array:
+        """``F`` of the class docstring (a scalar)."""
+        H, W, b = params
+        val = (
+            self.data_term(H @ W.T, b)
+            + 0.5 * self.lambda_H * jnp.sum(self.counts[:, None] * H**2)
+            + 0.5 * self.lambda_W * jnp.sum(W**2)
+        )
+        if self.bias_mode == "reg":
+            val = val + 0.5 * self.lambda_b * jnp.sum(b**2)
+        return val
+
+    def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
+        """``sum_k (n_k/N) l_k(z_k + b)`` at class logits ``Z (K, K)`` (row ``k``: class ``k``)."""
+        if self.has_bias:
+            Z = Z + b
+        weights = self.counts / self.num_samples
+        if self.loss == "mse":
+            per = 0.5 * jnp.sum((Z - jnp.eye(self.num_classes, dtype=Z.dtype)) ** 2, axis=1)
+        else:
+            per = jax.nn.logsumexp(Z, axis=1) - jnp.diagonal(Z)
+        return jnp.sum(weights * per)
+
+    def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
+        """The full problem's certificate at the expanded variables, from ``K x K`` quantities.
+
+        The full gradient ``G = grad_Z data`` has the rows ``g_k / n_k`` (``g_k`` the reduced
+        gradient in ``zbar_k``) ``n_k`` times, so ``G^T G = sum_k g_k g_k^T / n_k``: the
+        certificate of ``ufm/_certificate.py`` on ``(diag(sqrt(n)) Hbar, W, b)`` with the data
+        term of ``Z' = diag(sqrt(n)) Zbar``. The rounding bound is the full problem's."""
+        H, W, b = params
+        root = jnp.sqrt(self.counts)[:, None]
+        K, d = self.num_classes, self.feature_dim
+        scale = jnp.eye(K, dtype=H.dtype) if self.is_mse else jnp.ones((K, K), H.dtype)
+        mag = (d + 4) * (jnp.abs(H) @ jnp.abs(W).T) + jnp.abs(b) + scale
+        rounding = eps_of(mag) * jnp.linalg.norm(root * mag) / self.num_samples
+        return violation(
+            lambda Z, b: self.data_term(Z / root, b),
+            self.factor_penalty(),
+            Params(root * H, W, b),
+            rounding,
+        )
+
+    def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
+        """``Hbar, W ~ N(0, scale^2)`` entrywise, ``b = 0`` (the full problem's per-sample
+        scale)."""
+        K = self.num_classes
+        return one_layer_init(key, K, K, self.feature_dim, self.dtype, scale)
+
+    def check_init(self, init) -> Params:
+        if not isinstance(init, Params):
+            raise TypeError(f"init must be a ufm.Params(Hbar, W, b), got {type(init)}")
+        K, d = self.num_classes, self.feature_dim
+        init = Params(*(float_array(x, f"init.{k}", self.dtype) for k, x in init._asdict().items()))
+        check_shape(init.H, (K, d), "init.H", f"(K, d) = ({K}, {d})")
+        check_shape(init.W, (K, d), "init.W", f"(K, d) = ({K}, {d})")
+        check_shape(init.b, (K,), "init.b", f"(K,) = ({K},)")
+        for name, x in init._asdict().items():
+            check_finite(x, f"init.{name}")
+        return init if self.has_bias else init._replace(b=jnp.zeros_like(init.b))
+
+    def precondition_scales(self) -> Params:
+        """``hbar_k`` scaled by ``sqrt(N/n_k)`` (one scale a row), ``W`` by ``sqrt(N)``, ``b``
+        by 1: then ``|y|`` and ``|grad_y F|`` equal the full problem's (scales ``sqrt(N)``,
+        ``sqrt(N)``, 1) at the expanded point, as ``|grad_{hbar_k}| = n_k |grad_{h_i}|``."""
+        N = jnp.asarray(self.num_samples, self.dtype)
+        return Params(jnp.sqrt(N / self.counts)[:, None], jnp.sqrt(N), jnp.ones((), self.dtype))
+
+    def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
+        """The full problem's metrics at the expanded variables (``nc1 = 0`` by construction)."""
+        return self.full().trajectory_metrics(self.full().reduction().expand(params))
