@@ -102,3 +102,18 @@ def test_compilation_cache_dir_and_switch(tmp_path, monkeypatch):
     monkeypatch.setenv("UFM_NO_COMPILE_CACHE", "1")
     assert enable_compilation_cache() is None
     assert not (tmp_path / "c").exists()
+
+
+def test_no_reduction_flag_reaches_sweep(tmp_path, monkeypatch):
+    """``--no-reduction`` is ``ufm.sweep(..., reduction=False)``; without it, the default."""
+    seen = []
+    real = ufm.sweep
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("reduction", "missing"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ufm, "sweep", spy)
+    for i, extra in enumerate([["--no-reduction"], []]):
+        assert main([*ARGS, *GRID, "--out", str(tmp_path / f"r{i}.csv"), *extra]) == 0
+    assert seen == [False, None]

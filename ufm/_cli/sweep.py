@@ -104,6 +104,13 @@ def register(sub) -> None:
     c.add_argument("--plot", default=None, help="write the phase diagram to this PNG")
     c.add_argument("--quiet", action="store_true", help="no progress on stderr")
     c.add_argument(
+        "--no-reduction",
+        action="store_true",
+        dest="no_reduction",
+        help="classification with L-BFGS: solve all N feature rows, not the K class means "
+        "(ufm.sweep's reduction=False; slower, same optima, nc1 measured)",
+    )
+    c.add_argument(
         "--no-cache",
         action="store_true",
         dest="no_cache",
@@ -217,6 +224,7 @@ def run(args) -> int:
         progress=not args.quiet,
         restarts=args.restarts,
         max_steps=args.max_steps,
+        reduction=False if args.no_reduction else None,
     )
     _summary(table, args.out)
     if args.plot is not None:
