@@ -216,6 +216,11 @@ def compare(solution: ufm.Solution, problem) -> Comparison:
         errors.pop("bias")
     mets = out["metrics"] if int(out["rank_theory"]) > 0 else out["zero_metrics"]
     mets = {k: mets[k] for k in _REGRESSION_METRICS if k in mets}
+    return _comparison(out, errors, mets, solution)
+
+
+def _comparison(out: dict, errors: dict, mets: dict, solution: ufm.Solution) -> Comparison:
+    """A :class:`Comparison` from the host copy of a compiled comparison's outputs."""
     return Comparison(
         errors={k: float(v) for k, v in errors.items()},
         metrics={k: float(v) for k, v in mets.items()},
@@ -307,15 +312,7 @@ def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationU
             mets["orthogonal-frame distance W W^T"] = out["frame"]
         elif problem.bias_mode != "reg":
             mets["ETF distance W W^T"] = out["etf"]
-    return Comparison(
-        errors={k: float(v) for k, v in errors.items()},
-        metrics={k: float(v) for k, v in mets.items()},
-        rank_theory=int(out["rank_theory"]),
-        rank_solution=int(out["rank_solution"]),
-        status=ufm.Status(int(solution.status)).name,
-        loss_theory=float(out["loss_theory"]),
-        loss_solution=float(out["loss_solution"]),
-    )
+    return _comparison(out, errors, mets, solution)
 
 
 _CLASSIFICATION_ERRORS = ("WWT", "class_mean_gram", "logits", "bias", "loss")
