@@ -3,8 +3,10 @@
 re-export line."""
 
 from ._base import Problem as Problem
+from ._base import Reduction as Reduction
 from ._base import stack as stack
 from .classification import ClassificationUFM as ClassificationUFM
+from .classification import ClassMeanUFM as ClassMeanUFM
 from .deep import DeepParams as DeepParams
 from .deep import DeepUFM as DeepUFM
 from .regression import RegressionUFM as RegressionUFM
