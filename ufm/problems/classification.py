@@ -13,11 +13,8 @@ from .._linalg import eps_of
 from .._types import MSEData, Params
 from .._validate import (
     bias_option,
-    check_finite,
     check_int,
     check_lambda,
-    check_shape,
-    float_array,
     float_dtype,
     labels_array,
 )
@@ -153,12 +150,16 @@ class ClassificationUFM(Problem):
         H, W, b = params
         val = (
             self.data_term(H @ W.T, b)
-            + 0.5 * self.lambda_H * jnp.sum(H**2)
+            + 0.5 * self.lambda_H * self.feature_sq(H)
             + 0.5 * self.lambda_W * jnp.sum(W**2)
         )
         if self.bias_mode == "reg":
             val = val + 0.5 * self.lambda_b * jnp.sum(b**2)
         return val
+
+    def feature_sq(self, H: jax.Array) -> jax.Array:
+        """``||H||_F^2``, the feature penalty's sum over samples."""
+        return jnp.sum(H**2)
 
     def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
         """The data term at logits ``Z + 1 b^T`` (``Z = H W^T``; ``b`` ignored without bias)."""
@@ -325,17 +326,12 @@ class ClassMeanUFM(Problem):
         K = self.num_classes
         return jnp.zeros(K, self.dtype).at[self.labels].add(1.0, mode="drop")
 
-    def objective(self, params: Params) -> jax.Array:
-        """``F`` of the class docstring (a scalar)."""
-        H, W, b = params
-        val = (
-            self.data_term(H @ W.T, b)
-            + 0.5 * self.lambda_H * jnp.sum(self.counts[:, None] * H**2)
-            + 0.5 * self.lambda_W * jnp.sum(W**2)
-        )
-        if self.bias_mode == "reg":
-            val = val + 0.5 * self.lambda_b * jnp.sum(b**2)
-        return val
+    # ``F`` of the class docstring: the full objective's formula with the penalty below.
+    objective = ClassificationUFM.objective
+
+    def feature_sq(self, H: jax.Array) -> jax.Array:
+        """``sum_k n_k |hbar_k|^2``: ``||H||_F^2`` of the expanded features."""
+        return jnp.sum(self.counts[:, None] * H**2)
 
     def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
         """``sum_k (n_k/N) l_k(z_k + b)`` at class logits ``Z (K, K)`` (row ``k``: class ``k``)."""
@@ -375,16 +371,8 @@ class ClassMeanUFM(Problem):
         return one_layer_init(key, K, K, self.feature_dim, self.dtype, scale)
 
     def check_init(self, init) -> Params:
-        if not isinstance(init, Params):
-            raise TypeError(f"init must be a ufm.Params(Hbar, W, b), got {type(init)}")
-        K, d = self.num_classes, self.feature_dim
-        init = Params(*(float_array(x, f"init.{k}", self.dtype) for k, x in init._asdict().items()))
-        check_shape(init.H, (K, d), "init.H", f"(K, d) = ({K}, {d})")
-        check_shape(init.W, (K, d), "init.W", f"(K, d) = ({K}, {d})")
-        check_shape(init.b, (K,), "init.b", f"(K,) = ({K},)")
-        for name, x in init._asdict().items():
-            check_finite(x, f"init.{name}")
-        return init if self.has_bias else init._replace(b=jnp.zeros_like(init.b))
+        """A user's ``Params(Hbar (K, d), W (K, d), b (K,))``."""
+        return check_one_layer_init(init, self, rows=self.num_classes, rows_name="K")
 
     def precondition_scales(self) -> Params:
         """``hbar_k`` scaled by ``sqrt(N/n_k)`` (one scale a row), ``W`` by ``sqrt(N)``, ``b``

@@ -262,17 +262,19 @@ def one_layer_init(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1)
     )
 
 
-def check_one_layer_init(init, problem) -> Params:
-    """A user's ``Params(H, W, b)`` (or a 3-tuple) checked against the problem's sizes; ``b`` is
-    set to 0 for a problem without bias."""
+def check_one_layer_init(init, problem, rows: int | None = None, rows_name: str = "N") -> Params:
+    """A user's ``Params(H, W, b)`` (or a 3-tuple) checked against the problem's sizes (``H``
+    has ``rows`` rows, default ``problem.num_samples``); ``b`` is set to 0 for a problem
+    without bias."""
     if not isinstance(init, Params):
         if isinstance(init, tuple | list) and len(init) == 3:
             init = Params(*init)
         else:
             raise TypeError(f"init must be a ufm.Params(H, W, b) or None, got {type(init)}")
-    M, n, d = problem.num_samples, problem.target_dim, problem.feature_dim
+    M = problem.num_samples if rows is None else rows
+    n, d = problem.target_dim, problem.feature_dim
     init = Params(*(float_array(x, f"init.{k}", problem.dtype) for k, x in init._asdict().items()))
-    check_shape(init.H, (M, d), "init.H", f"(N, d) = ({M}, {d})")
+    check_shape(init.H, (M, d), "init.H", f"({rows_name}, d) = ({M}, {d})")
     check_shape(init.W, (n, d), "init.W", f"(n, d) = ({n}, {d})")
     check_shape(init.b, (n,), "init.b", f"(n,) = ({n},)")
     for name, x in init._asdict().items():
