@@ -30,13 +30,9 @@ comparing the two is a check between independent computations. It needs ``rho > 
 
 The data enter only through :func:`moments` (one ``O(N n^2)`` pass): a sweep over lambdas forms
 them once for all its points. The ``n x n`` linear algebra of every step is a Cholesky
-factorisation and triangular solves. With ``unroll=True`` and ``n <= 8`` they are written out
-entry by entry (:func:`cholesky`), which XLA fuses into a few elementwise kernels: under
-``jax.vmap`` over thousands of points this ran 2.2-3.3x faster on a CPU than the batched
-LAPACK calls, with the same arithmetic (the unblocked Cholesky–Banachiewicz order), at ~1 s
-more compile time. The default (``unroll=False``, LAPACK) is what :func:`ufm.solve` and
-:func:`ufm.sweep` use: the written-out form's rows were not bitwise equal between sharded and
-unsharded sweeps (``ufm/_sweep_rows.py``, ``UNROLL``).
+factorisation and triangular solves (LAPACK). Writing them out entry by entry for small ``n``
+ran 2.2-3.3x faster under ``jax.vmap`` on a CPU, but a sweep's rows were then not bitwise equal
+between sharded and unsharded runs (jax 0.10.2), so that form was dropped.
 """
 
 from __future__ import annotations
@@ -72,59 +68,16 @@ class Moments(NamedTuple):
 
 # -- small dense linear algebra ---------------------------------------------------------------
 
-_UNROLL_MAX = 8  # n up to which the Cholesky and triangular solves are written out
 
-
-def cholesky(K: jax.Array, unroll: bool = False) -> jax.Array:
-    """Lower Cholesky factor of a symmetric positive definite ``K (n, n)`` (NaN if it is not).
-    With ``unroll`` and ``n <= 8`` written out entry by entry (fused by XLA; fast under
-    ``jax.vmap``), else LAPACK."""
-    n = K.shape[-1]
-    if not unroll or n > _UNROLL_MAX:
-        return jnp.linalg.cholesky(K)
-    L = [[None] * n for _ in range(n)]
-    for j in range(n):
-        L[j][j] = jnp.sqrt(K[j, j] - sum((L[j][k] ** 2 for k in range(j)), 0.0))
-        for i in range(j + 1, n):
-            s = sum((L[i][k] * L[j][k] for k in range(j)), 0.0)
-            L[i][j] = (K[i, j] - s) / L[j][j]
-    zero = jnp.zeros((), K.dtype)
-    return jnp.stack([jnp.stack([L[i][j] if j <= i else zero for j in range(n)]) for i in range(n)])
-
-
-def forward(L: jax.Array, B: jax.Array, unroll: bool = False) -> jax.Array:
-    """``L^{-1} B`` for lower-triangular ``L (n, n)`` and ``B (n, m)``."""
-    n = L.shape[-1]
-    if not unroll or n > _UNROLL_MAX:
-        return jsl.solve_triangular(L, B, lower=True)
-    rows = []
-    for i in range(n):
-        rows.append((B[i] - sum((L[i, k] * rows[k] for k in range(i)), 0.0)) / L[i, i])
-    return jnp.stack(rows)
-
-
-def backward(L: jax.Array, B: jax.Array, unroll: bool = False) -> jax.Array:
-    """``L^{-T} B`` for lower-triangular ``L (n, n)`` and ``B (n, m)``."""
-    n = L.shape[-1]
-    if not unroll or n > _UNROLL_MAX:
-        return jsl.solve_triangular(L, B, lower=True, trans=1)
-    rows = [None] * n
-    for i in reversed(range(n)):
-        s = sum((L[k, i] * rows[k] for k in range(i + 1, n)), 0.0)
-        rows[i] = (B[i] - s) / L[i, i]
-    return jnp.stack(rows)
-
-
-def spd_solve(K: jax.Array, B: jax.Array, unroll: bool = False) -> jax.Array:
-    """``K^{-1} B`` for symmetric positive definite ``K`` (Cholesky)."""
-    L = cholesky(K, unroll)
-    return backward(L, forward(L, B, unroll), unroll)
+def spd_solve(K: jax.Array, B: jax.Array) -> jax.Array:
+    """``K^{-1} B`` for symmetric positive definite ``K (n, n)`` and ``B (n, m)`` (Cholesky)."""
+    return jsl.cho_solve((jnp.linalg.cholesky(K), True), B)
 
 
 # -- the reduced problem -----------------------------------------------------------------------
 
 
-def _solve_bias(K, red: Reduced, data: MSEData, unroll: bool = False) -> jax.Array:
+def _solve_bias(K, red: Reduced, data: MSEData) -> jax.Array:
     """The optimal ``b`` for fixed ``K = W W^T + rho I``."""
     if data.bias == "none":
         return jnp.zeros_like(red.mean)
@@ -132,20 +85,21 @@ def _solve_bias(K, red: Reduced, data: MSEData, unroll: bool = False) -> jax.Arr
         return red.mean
     n = red.mean.shape[0]
     M = data.ridge * jnp.eye(n, dtype=K.dtype) + data.lambda_b * K
-    return data.ridge * spd_solve(M, red.mean[:, None], unroll)[:, 0]
+    return data.ridge * spd_solve(M, red.mean[:, None])[:, 0]
 
 
-def reduced_objective(A: jax.Array, red: Reduced, data: MSEData, unroll: bool = False) -> jax.Array:
+def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
     """``F(W, b*(W))`` of the module docstring, as a function of ``A`` (``W = A Q``).
 
     With ``K = L L^T`` and ``Sigma = diag(w)`` (the basis of :func:`setup`):
     ``tr(K^{-1} Sigma) = ||L^{-1} diag(sqrt(w))||^2`` and ``z^T K^{-1} z = ||L^{-1} z||^2``."""
     n = A.shape[0]
     K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-    b = _solve_bias(K, red, data, unroll)
+    b = _solve_bias(K, red, data)
     z = red.mean - b
     root = jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))
-    X = forward(cholesky(K, unroll), jnp.concatenate([jnp.diag(root), z[:, None]], axis=1), unroll)
+    L = jnp.linalg.cholesky(K)
+    X = jsl.solve_triangular(L, jnp.concatenate([jnp.diag(root), z[:, None]], axis=1), lower=True)
     val = 0.5 * data.ridge * jnp.sum(X**2)
     val = val + 0.5 * data.lambda_W * jnp.sum(A**2)
     if data.bias == "reg":
@@ -239,19 +193,17 @@ class ReducedOptimum(NamedTuple):
     applicable: jax.Array  # whether the certificate applies (bool)
 
 
-def reduced_optimum(
-    A: jax.Array, red: Reduced, data: MSEData, num_samples: int, unroll: bool = False
-) -> ReducedOptimum:
+def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int) -> ReducedOptimum:
     """:class:`ReducedOptimum` at ``A`` (cost ``O(n^3)``, independent of ``N`` and ``d``)."""
     n = A.shape[0]
     eye = jnp.eye(n, dtype=A.dtype)
     U = eye if red.U is None else red.U
     AAT = A @ A.T
     K = AAT + data.ridge * eye
-    b = _solve_bias(K, red, data, unroll)
+    b = _solve_bias(K, red, data)
     z = red.mean - b
     S = red.Sigma + jnp.outer(z, z)
-    B = spd_solve(K, eye, unroll)
+    B = spd_solve(K, eye)
     B = 0.5 * (B + B.T)
     core = B @ AAT @ B
     gtg = data.ridge**2 / num_samples * (B @ S @ B)

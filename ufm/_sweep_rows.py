@@ -39,14 +39,6 @@ from ._solution import Status
 from ._solve import _CERTIFICATE_RTOL, _finalize, solve
 
 NAN = float("nan")
-# The n x n path's Cholesky and triangular solves written out entry by entry (ufm/_exact.py):
-# 2.2x faster on a CPU (10,000 regression points, n = 3: 0.39-0.45 s warm against 0.90-1.0 s
-# with LAPACK) but, with jax 0.10.2, not bitwise equal between a sweep sharded over 4 (virtual)
-# devices and an unsharded one (rows differ in the last bit; tests/test_sharding.py asks for
-# equality): the gradient of the written-out objective already differs in the last bit between
-# a vmapped batch of 8 and the same 8 points sharded 2 a device (optimisation barriers around
-# it did not help), so off until that is understood. The LAPACK calls give identical rows.
-UNROLL = False
 
 
 class Spec(NamedTuple):
@@ -240,13 +232,13 @@ def _reduced_one(p, solver, key, tols, spec: Spec, mom):
     red, A0 = _exact.setup(data, key, None, mom)
 
     def fn(A):
-        return _exact.reduced_objective(A, red, data, unroll=UNROLL)
+        return _exact.reduced_objective(A, red, data)
 
     A, loss, gnorm, steps, status, _ = iterate(
         fn, solver.optimizer(), A0, max_steps=spec.max_steps, rtol=tols[0], atol=tols[1],
         reuse_linesearch_value=solver.reuse_linesearch_value,
     )  # fmt: skip
-    ro = _exact.reduced_optimum(A, red, data, p.num_samples, unroll=UNROLL)
+    ro = _exact.reduced_optimum(A, red, data, p.num_samples)
     # The statuses of ufm.solve (ufm/_solve.py), with the certificate from n x n quantities.
     status = jnp.where(jnp.isfinite(loss), status, Status.nonfinite)
     saddle = (status == Status.successful) & ro.applicable & (ro.violation > _CERTIFICATE_RTOL)
