@@ -137,8 +137,10 @@ def sweep(
         raise TypeError(f"reduction must be None, True or False, got {reduction!r}")
     # Default: with L-BFGS only; optax dynamics from the problem's own (uncollapsed) init are
     # a subject of study in themselves (e.g. how NC1 falls), so they need reduction=True.
-    possible = path == "full" and not isinstance(solver, Exact) and rep.reduction() is not None
-    use_reduction = possible and (reduction or (reduction is None and isinstance(solver, LBFGS)))
+    reducer = None if path != "full" or isinstance(solver, Exact) else rep.reduction()
+    use_reduction = reducer is not None and (
+        reduction or (reduction is None and isinstance(solver, LBFGS))
+    )
     if reduction and not use_reduction:
         raise ValueError(
             "reduction=True needs a problem with a reduction (problem.reduction() is not None) "
@@ -167,7 +169,7 @@ def sweep(
         "path": path,
     }
     if use_reduction:  # (absent otherwise: files of earlier versions keep their fingerprint)
-        settings["reduction"] = type(rep.reduction().problem).__name__
+        settings["reduction"] = type(reducer.problem).__name__
     desc = description(problem, g, settings, [n for n, _ in schema])
     meta = {"thresholds": _thresholds(problem, kind, per_class, g.names)}
     fp = fingerprint(desc)
@@ -191,8 +193,7 @@ def sweep(
 
     ndev = len(devices)
     if chunk_size is None:
-        chunk_size = _default_chunk(rep.reduction().problem if use_reduction else problem, path,
-                                    restarts)  # fmt: skip
+        chunk_size = _default_chunk(reducer.problem if use_reduction else problem, path, restarts)
     # The chunk size depends on the grid, not on what is left, so that a resumed run reuses
     # the first run's executable (from JAX's caches).
     # Equal chunks of at most chunk_size points (e.g. 2 x 1250, not 2048 + 452 padded).
