@@ -186,9 +186,7 @@ def precompile(problem) -> None:
 
     params = ufm.Params(spec(N, d), spec(n, d), spec(n))
     if isinstance(ref, ufm.ClassificationUFM):
-        per_class = classification.balanced_sizes(ref)
-        free = ref.bias_mode == "free" or (ref.bias_mode == "reg" and float(ref.lambda_b) == 0)
-        _classification_numbers.lower(ref, params, per_class, free).compile()
+        _classification_numbers.lower(ref, params, *_classification_static(ref)).compile()
     else:
         _regression_numbers.lower(ref, params).compile()
 
@@ -292,15 +290,21 @@ def _regression_numbers(problem: ufm.RegressionUFM, params: ufm.Params) -> dict:
     }
 
 
-def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationUFM) -> Comparison:
-    problem = _reference_precision(problem)
-    per_class = classification.balanced_sizes(problem)  # concrete labels: checked here
+def _classification_static(problem: ufm.ClassificationUFM) -> tuple[int, bool]:
+    """The static arguments of :func:`_classification_numbers`: the class size (concrete
+    labels, checked balanced here) and whether the bias is free (CE: compare centred logits)."""
+    per_class = classification.balanced_sizes(problem)
     free = problem.bias_mode == "free" or (
         problem.bias_mode == "reg" and float(problem.lambda_b) == 0
     )
+    return per_class, free
+
+
+def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationUFM) -> Comparison:
+    problem = _reference_precision(problem)
+    static = _classification_static(problem)
     H, W, b = (x.astype(problem.dtype) for x in solution.params)
-    with jax.default_matmul_precision("highest"):
-        out = jax.device_get(_classification_numbers(problem, ufm.Params(H, W, b), per_class, free))
+    out = jax.device_get(_classification_numbers(problem, ufm.Params(H, W, b), *static))
     errors = {k: out["errors"][k] for k in _CLASSIFICATION_ERRORS}
     if not problem.has_bias:
         errors.pop("bias")
