@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -170,25 +172,59 @@ def _check_arguments(solution, problem) -> None:
     check_shape(b, (n,), "solution.params.b", f"(n,) = ({n},) of the problem")
 
 
-def precompile(problem) -> None:
-    """Compile :func:`compare`'s program for ``problem``'s shapes without a solution, e.g. in a
-    thread while the solver compiles (``ufm check`` does; on 2 cores it hides most of one
-    compilation). A later :func:`compare` of a solution of this problem reuses it. Problems
-    without a compiled comparison (deep) are a no-op."""
+class Plan(NamedTuple):
+    """One comparison as a compiled program and a host-side finish.
+
+    ``program(*args, *static)`` is a jitted function returning a dict of arrays (every number of
+    the comparison); ``finish(numbers, solution)`` turns its host copy into a
+    :class:`Comparison`. :func:`compare` runs it; ``ufm check`` runs the same program from its
+    on-disk executable store (``ufm/_cli/_programs.py``)."""
+
+    program: Callable[..., dict]
+    args: tuple
+    static: tuple
+    finish: Callable[[dict, ufm.Solution], Comparison]
+
+
+def plan(problem, params) -> Plan | None:
+    """The :class:`Plan` comparing ``params`` (arrays, or ``jax.ShapeDtypeStruct`` to compile
+    ahead) with ``problem``'s closed form, both in the reference precision; ``None`` for a
+    :class:`ufm.DeepUFM` (compared by several programs, :func:`compare_deep`). Arguments are
+    not checked here (:func:`compare` does)."""
     ref = _reference_precision(problem)
     if isinstance(ref, ufm.DeepUFM):
-        return
-    N, n = ref.targets.shape
-    d = ref.feature_dim
+        return None
 
-    def spec(*shape):
-        return jax.ShapeDtypeStruct(shape, ref.dtype)
+    def cast(x):
+        if isinstance(x, jax.ShapeDtypeStruct):
+            return jax.ShapeDtypeStruct(x.shape, ref.dtype)
+        return x.astype(ref.dtype)
 
-    params = ufm.Params(spec(N, d), spec(n, d), spec(n))
+    params = ufm.Params(*(cast(x) for x in params))
     if isinstance(ref, ufm.ClassificationUFM):
-        _classification_numbers.lower(ref, params, *_classification_static(ref)).compile()
-    else:
-        _regression_numbers.lower(ref, params).compile()
+        finish = functools.partial(_finish_classification, problem=ref)
+        return Plan(_classification_numbers, (ref, params), _classification_static(ref), finish)
+    finish = functools.partial(_finish_regression, bias=ref.bias)
+    return Plan(_regression_numbers, (ref, params), (), finish)
+
+
+def plan_ahead(problem) -> Plan | None:
+    """:func:`plan` for a solution of ``problem``'s shapes and dtype (``jax.ShapeDtypeStruct``
+    variables), to compile before the solution exists."""
+    if isinstance(problem, ufm.DeepUFM):
+        return None
+    (N, n), d = problem.targets.shape, problem.feature_dim
+    shapes = ((N, d), (n, d), (n,))
+    return plan(problem, ufm.Params(*(jax.ShapeDtypeStruct(s, problem.dtype) for s in shapes)))
+
+
+def precompile(problem) -> None:
+    """Compile :func:`compare`'s program for ``problem``'s shapes without a solution, e.g. in a
+    thread while the solver compiles. A later :func:`compare` of a solution of this problem
+    reuses it. Problems without a compiled comparison (deep) are a no-op."""
+    p = plan_ahead(problem)
+    if p is not None:
+        p.program.lower(*p.args, *p.static).compile()
 
 
 def compare(solution: ufm.Solution, problem) -> Comparison:
@@ -200,17 +236,17 @@ def compare(solution: ufm.Solution, problem) -> Comparison:
     problem's kind and ``problem`` one of those three, ``ValueError`` for a batch or when the
     solution's shapes are not the problem's (a solution of another problem)."""
     _check_arguments(solution, problem)
-    if isinstance(problem, ufm.ClassificationUFM):
-        return _compare_classification(solution, problem)
-    if isinstance(problem, ufm.DeepUFM):
+    p = plan(problem, solution.params)
+    if p is None:
         return compare_deep(
             solution, problem, Comparison, _rel, _gram_difference_norm, _numerical_rank
         )
-    problem = _reference_precision(problem)
-    H, W, b = (x.astype(problem.dtype) for x in solution.params)
-    out = jax.device_get(_regression_numbers(problem, ufm.Params(H, W, b)))
+    return p.finish(jax.device_get(p.program(*p.args, *p.static)), solution)
+
+
+def _finish_regression(out: dict, solution: ufm.Solution, *, bias: bool) -> Comparison:
     errors = {k: out["errors"][k] for k in ("WWT", "feature_gram", "predictions", "bias", "loss")}
-    if not problem.bias:
+    if not bias:
         errors.pop("bias")
     mets = out["metrics"] if int(out["rank_theory"]) > 0 else out["zero_metrics"]
     mets = {k: mets[k] for k in _REGRESSION_METRICS if k in mets}
@@ -300,11 +336,9 @@ def _classification_static(problem: ufm.ClassificationUFM) -> tuple[int, bool]:
     return per_class, free
 
 
-def _compare_classification(solution: ufm.Solution, problem: ufm.ClassificationUFM) -> Comparison:
-    problem = _reference_precision(problem)
-    static = _classification_static(problem)
-    H, W, b = (x.astype(problem.dtype) for x in solution.params)
-    out = jax.device_get(_classification_numbers(problem, ufm.Params(H, W, b), *static))
+def _finish_classification(
+    out: dict, solution: ufm.Solution, *, problem: ufm.ClassificationUFM
+) -> Comparison:
     errors = {k: out["errors"][k] for k in _CLASSIFICATION_ERRORS}
     if not problem.has_bias:
         errors.pop("bias")

@@ -9,6 +9,7 @@ failed check), 2 for bad arguments or bad input files, never a traceback for tho
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from . import check, metrics, sweep
@@ -36,5 +37,17 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"ufm {args.command}: error: {err}\n")
 
 
+def run() -> None:
+    """The ``ufm`` console script: :func:`main`, then exit without the interpreter's teardown.
+
+    Tearing down JAX's runtime costs about 0.2 s, a tenth of a warm ``ufm check``; every
+    command has written and closed its files by the time it returns, so only the standard
+    streams need flushing. An exception still unwinds normally."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

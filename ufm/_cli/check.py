@@ -8,6 +8,7 @@ never a solve that runs first and fails later.
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -17,6 +18,7 @@ import numpy as np
 from .._validate import check_finite, check_memory, check_real_dtype
 from . import _deep
 from ._cache import enable_compilation_cache
+from ._programs import ProgramStore
 
 DEFAULTS = {"n": 3, "d": 32, "M": 1000, "lambda_H": 0.1, "lambda_W": 0.1, "seed": 0}
 TOL = {"float64": 1e-6, "float32": 1e-4}
@@ -283,38 +285,90 @@ def _sigma_eigenvalues(problem) -> np.ndarray:
     return np.maximum(ev, 0.0)
 
 
-def _run(problem, desc, args) -> int:
+@functools.cache
+def _solve_program():
+    """``ufm.solve`` as one jitted program of ``(problem, seed)`` (the solver's options static),
+    for :class:`ProgramStore`."""
+    import jax
+
+    import ufm
+
+    def solve(problem, seed, solver, lr, max_steps, restarts):
+        key = jax.random.PRNGKey(seed)
+        return ufm.solve(
+            problem, _solver(solver, lr), key=key, max_steps=max_steps, restarts=restarts
+        )
+
+    return jax.jit(solve, static_argnums=(2, 3, 4, 5))
+
+
+def _prepare_comparison(store, problem) -> None:
+    """Compile (or load) the comparison's program ahead, in a thread."""
+    import theory
+    from theory._compare import plan_ahead
+
+    if not store.on_disk:
+        theory.precompile(problem)
+        return
+    p = plan_ahead(problem)
+    if p is not None:
+        store.compiled("compare", p.program, p.args, p.static)
+
+
+def _compare(store, sol, problem):
+    """``theory.compare(sol, problem)``, its program from ``store`` when that is on disk."""
     import jax
 
     import theory
+    from theory._compare import plan
+
+    p = plan(problem, sol.params) if store.on_disk else None
+    if p is None:
+        return theory.compare(sol, problem)
+    numbers = store.run("compare", p.program, p.args, p.static)
+    return p.finish(jax.device_get(numbers), sol)
+
+
+def _run(problem, desc, args, store) -> int:
+    import jax
+
     import ufm
+    from ufm._solvers import resolve_solver
 
     solver = _solver(args.solver, args.lr)
+    # ufm.solve's own checks of the solver against the problem, here: inside the compiled
+    # program below the lambdas are traced and those checks cannot see them.
+    resolve_solver(solver, problem).check(problem)
     tol = TOL[args.dtype] if args.tol is None else args.tol
     deep = isinstance(problem, ufm.DeepUFM)
     name = args.solver or ("exact" if problem.exact_data() is not None else "lbfgs")
     print(f"ufm check: {desc}, solver = {name}")
-    # Compile the comparison in a second thread while the solver compiles (2 cores: most of
-    # one compilation hidden). Any failure there is left to theory.compare to report.
-    warm = threading.Thread(target=_quietly, args=(theory.precompile, problem), daemon=True)
+    # The comparison's program is compiled (or loaded) in a second thread while the solver's
+    # is (2 cores: most of one compilation hidden). Any failure there is left to the
+    # comparison below to report.
+    warm = threading.Thread(target=_quietly, args=(_prepare_comparison, store, problem))
+    warm.daemon = True
     warm.start()
     t0 = time.perf_counter()
-    sol = ufm.solve(
-        problem,
-        solver,
-        key=jax.random.PRNGKey(args.seed),
-        max_steps=args.max_steps,
-        restarts=args.restarts if deep else None,
-    )
+    restarts = args.restarts if deep else None
+    if store.on_disk:
+        # One program (solve with the options static), loaded from disk when warm.
+        static = (args.solver, args.lr, args.max_steps, restarts)
+        sol = store.run("solve", _solve_program(), (problem, np.uint32(args.seed)), static)
+    else:
+        key = jax.random.PRNGKey(args.seed)
+        sol = ufm.solve(problem, solver, key=key, max_steps=args.max_steps, restarts=restarts)
     jax.block_until_ready(sol)
     elapsed = time.perf_counter() - t0
     warm.join()
-    cmp = theory.compare(sol, problem)
+    cmp = _compare(store, sol, problem)
     if isinstance(problem, ufm.RegressionUFM):
         eig = ", ".join(f"{v:.4g}" for v in _sigma_eigenvalues(problem))
         c = float(problem.lambda_H) * float(problem.lambda_W)
         print(f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {c:.4g}")
-    print(f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compilation)")
+    print(
+        f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compiling or loading it)"
+    )
     if deep:
         rate = float(sol.restarts.success_rate)
         print(f"  restarts: {rate:.0%} ended successful (stationary); best loss kept")
@@ -334,9 +388,10 @@ def check(args) -> int:
     import jax
 
     check_arguments(args)
-    enable_compilation_cache(off=args.no_cache)
+    cache = enable_compilation_cache(off=args.no_cache)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
+    store = ProgramStore(cache)
     import ufm
 
     if args.all:
@@ -351,7 +406,7 @@ def check(args) -> int:
         runs = [_deep.deep_problem(args, ufm)]
     else:
         runs = [_classification(args, ufm, args.problem, _bias(args.bias))]
-    codes = [_run(problem, desc, args) for problem, desc in runs]
+    codes = [_run(problem, desc, args, store) for problem, desc in runs]
     if len(codes) > 1:
         print(f"ufm check --all: {codes.count(0)} of {len(codes)} problem kinds pass")
     return max(codes)
