@@ -312,7 +312,7 @@ def _prepare_comparison(store, problem) -> None:
         return
     p = plan_ahead(problem)
     if p is not None:
-        store.compiled("compare", p.program, p.args, p.static)
+        store.compiled("compare", p.program, p.args, p.static, quick=True)
 
 
 def _compare(store, sol, problem):
@@ -325,7 +325,7 @@ def _compare(store, sol, problem):
     p = plan(problem, sol.params) if store.on_disk else None
     if p is None:
         return theory.compare(sol, problem)
-    numbers = store.run("compare", p.program, p.args, p.static)
+    numbers = store.run("compare", p.program, p.args, p.static, quick=True)
     return p.finish(jax.device_get(numbers), sol)
 
 
@@ -352,9 +352,11 @@ def _run(problem, desc, args, store) -> int:
     t0 = time.perf_counter()
     restarts = args.restarts if deep else None
     if store.on_disk:
-        # One program (solve with the options static), loaded from disk when warm.
+        # One program (solve with the options static), loaded from disk when warm; the exact
+        # solver passes over the data a few times only: compiled quickly (_programs.QUICK).
         static = (args.solver, args.lr, args.max_steps, restarts)
-        sol = store.run("solve", _solve_program(), (problem, np.uint32(args.seed)), static)
+        inputs = (problem, np.uint32(args.seed))
+        sol = store.run("solve", _solve_program(), inputs, static, quick=name == "exact")
     else:
         key = jax.random.PRNGKey(args.seed)
         sol = ufm.solve(problem, solver, key=key, max_steps=args.max_steps, restarts=restarts)
