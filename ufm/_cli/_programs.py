@@ -40,11 +40,17 @@ import jax.monitoring
 import numpy as np
 
 MAX_FILES = 64
-# XLA:CPU's options for a quick compilation: LLVM at -O0 (measured on ``ufm check``'s programs:
-# 1.7 -> 1.1 s to compile the exact solve, 1.25 -> 0.75 s the comparison; the exact solve at
-# M = 10^6 runs in 0.46 s instead of 0.32 s, while an Adam run takes 3.5x as long, so
-# iterative solvers are never compiled this way).
-QUICK = {"xla_backend_optimization_level": 0}
+# XLA:CPU's options for a quick compilation, for programs that pass over their data a few times
+# (the exact solve, the comparison): LLVM at -O0, XLA's older elemental emitters instead of its
+# MLIR fusion emitters, one code-generation thread (two programs compile at once on 2 cores).
+# Measured on `ufm check`'s exact solve (2026-11-30, 2 cores, quiet): 2.1 s to compile by
+# default, 0.53-0.61 s with these; run time at M = 10^6 0.22 s instead of 0.19 s, and 1.0x-1.2x
+# at smaller M (iterative solvers would run 4x slower, so they keep XLA's defaults).
+QUICK = {
+    "xla_backend_optimization_level": 0,
+    "xla_cpu_use_fusion_emitters": False,
+    "xla_cpu_parallel_codegen_split_count": 1,
+}
 _PACKAGES = ("ufm", "theory")
 
 
@@ -112,25 +118,31 @@ def _lapack_initializer() -> Callable[[], None] | None:
 
 
 class ProgramStore:
-    """Compiled programs by key, in memory and (``directory`` not ``None``) on disk."""
+    """Compiled programs by key: in memory, and on disk when ``directory`` is given (and the
+    backend is the CPU)."""
 
     def __init__(self, directory: str | None):
         self._lock = threading.Lock()
         self._memory: dict[str, Any] = {}
         self._unverified: set[str] = set()  # loaded from disk, not yet run
         self._base = None
+        self._lapack = threading.Thread(target=lambda: None)
+        self._cpu = jax.default_backend() == "cpu"
+        self._fingerprint = ""
         init = _lapack_initializer()
-        if directory is None or jax.default_backend() != "cpu" or init is None:
+        if directory is None or not self._cpu or init is None:
+            self._lapack.start()
             return
         path = os.path.join(directory, "programs")
         try:
             os.makedirs(path, exist_ok=True)
         except OSError:
+            self._lapack.start()
             return
         self._base = path
         self._fingerprint = _environment() + _source_hash()
-        # In a second thread, overlapping the loading of the executables; joined before any
-        # program is lowered or run.
+        # In a second thread, overlapping the loading (or lowering) of the executables; joined
+        # before any program runs. (Lowering an eigh calls the same idempotent set-up.)
         self._lapack = threading.Thread(target=init, daemon=True)
         self._lapack.start()
 
@@ -146,26 +158,30 @@ class ProgramStore:
     def compiled(self, name: str, fn: Callable, args: tuple, static: tuple = (), *, quick=False):
         """The compiled ``fn(*args, *static)`` (a jitted ``fn`` with ``static`` as its trailing
         static arguments; ``args`` arrays or ``jax.ShapeDtypeStruct``), called as
-        ``compiled(*args)``: loaded from disk, or compiled and saved. ``quick``: compile
-        without LLVM's optimisation passes (:data:`QUICK`), for programs that pass over their
-        data a few times (a third less compile time, up to 1.5x the run time)."""
-        if self._base is None:
-            return fn.lower(*args, *static).compile(QUICK if quick else None)
+        ``compiled(*args)``: from memory, loaded from disk, or compiled (and saved). ``quick``:
+        compile with :data:`QUICK` (on the CPU), for programs that pass over their data a few
+        times (a quarter of the compile time, up to 1.2x the run time)."""
         return self._entry(name, fn, args, static, quick)[0]
 
-    def _entry(self, name, fn, args, static, quick, *, reload: bool = True):
-        """``(compiled, key, path, loaded)``; ``loaded``: read from disk and not yet run."""
+    def _entry(self, name, fn, args, static, quick, *, reload=True, lowered=None):
+        """``(compiled, key, path, loaded)``; ``loaded``: read from disk and not yet run.
+        ``lowered()`` is called once no more Python work is left (see :meth:`run`)."""
+        lowered = _Once(lowered)
         key = self._key(name, args, (static, quick))
-        path = os.path.join(self._base, key + ".bin")
+        path = None if self._base is None else os.path.join(self._base, key + ".bin")
         with self._lock:
             if key in self._memory:
+                lowered()
                 return self._memory[key], key, path, key in self._unverified
-        exe = self._load(path) if reload else None
+        exe = None
+        if reload and path is not None and os.path.exists(path):
+            lowered()
+            exe = self._load(path)
         loaded = exe is not None
-        self._lapack.join()
         if exe is None:
-            exe, fresh = _compile_fresh(name, key, fn, args, static, QUICK if quick else None)
-            if fresh:
+            options = QUICK if quick and self._cpu else None
+            exe, fresh = _compile_fresh(name, key, fn, args, static, options, lowered)
+            if fresh and path is not None:
                 self._save(path, exe)
         with self._lock:
             self._memory[key] = exe
@@ -173,13 +189,17 @@ class ProgramStore:
                 self._unverified.add(key)
         return exe, key, path, loaded
 
-    def run(self, name: str, fn: Callable, args: tuple, static: tuple = (), *, quick=False):
-        """``fn(*args, *static)`` through :meth:`compiled` (a plain call when the store is off,
-        so that JAX's own caches apply). A program loaded from disk whose first run fails (a
-        runtime error: a file jaxlib cannot run) is deleted, compiled and run again."""
-        if self._base is None:
-            return fn(*args, *static)
-        exe, key, path, loaded = self._entry(name, fn, args, static, quick)
+    def run(self, name, fn, args, static=(), *, quick=False, lowered=None):
+        """``fn(*args, *static)`` through :meth:`compiled`. A program loaded from disk whose
+        first run fails (a runtime error: a file jaxlib cannot run) is deleted, compiled and
+        run again.
+
+        ``lowered()``, if given, is called once this call has no more Python work to do (before
+        loading from disk, or after tracing and lowering, when XLA compiles without holding
+        the interpreter): ``ufm check`` starts the comparison's tracing then, so that the two
+        tracings do not share one interpreter while a core idles."""
+        exe, key, path, loaded = self._entry(name, fn, args, static, quick, lowered=lowered)
+        self._lapack.join()  # a LAPACK kernel run before this would jump to a null address
         if not loaded:
             return exe(*args)
         try:
@@ -253,7 +273,7 @@ def _cache_hits() -> int:
     return getattr(_HITS, "count", 0)
 
 
-def _compile_fresh(name: str, key: str, fn: Callable, args: tuple, static: tuple, options=None):
+def _compile_fresh(name, key, fn, args, static, options=None, lowered=None):
     """``(compiled, fresh)``: ``fn`` (jitted or not; its static arguments trail ``args``)
     compiled under a name from ``key``; ``fresh`` unless JAX's persistent cache answered twice."""
     with _LOCK:
@@ -268,15 +288,34 @@ def _compile_fresh(name: str, key: str, fn: Callable, args: tuple, static: tuple
             return inner(*a)
 
         program.__name__ = program.__qualname__ = f"ufm_{name}_{suffix}"
-        lowered = jax.jit(program, static_argnums=argnums).lower(*args, *static)
+        ir = jax.jit(program, static_argnums=argnums).lower(*args, *static)
+        if lowered is not None:
+            lowered()
         before = _cache_hits()
-        exe = lowered.compile(options)
+        try:
+            exe = ir.compile(options)
+        except Exception:  # noqa: BLE001 - an option this jaxlib lacks: XLA's defaults
+            if not options:
+                raise
+            exe = ir.compile()
         if _cache_hits() == before:
             return exe, True
     return exe, False
 
 
 _LOCK = threading.Lock()
+
+
+class _Once:
+    """``fn()`` on the first call only (``fn`` may be ``None``)."""
+
+    def __init__(self, fn):
+        self._fn = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
 
 
 def _mtime(path: str) -> float:

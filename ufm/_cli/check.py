@@ -304,25 +304,21 @@ def _solve_program():
 
 def _prepare_comparison(store, problem) -> None:
     """Compile (or load) the comparison's program ahead, in a thread."""
-    import theory
     from theory._compare import plan_ahead
 
-    if not store.on_disk:
-        theory.precompile(problem)
-        return
     p = plan_ahead(problem)
     if p is not None:
         store.compiled("compare", p.program, p.args, p.static, quick=True)
 
 
 def _compare(store, sol, problem):
-    """``theory.compare(sol, problem)``, its program from ``store`` when that is on disk."""
+    """``theory.compare(sol, problem)``, its program run by ``store``."""
     import jax
 
     import theory
     from theory._compare import plan
 
-    p = plan(problem, sol.params) if store.on_disk else None
+    p = plan(problem, sol.params)
     if p is None:
         return theory.compare(sol, problem)
     numbers = store.run("compare", p.program, p.args, p.static, quick=True)
@@ -344,22 +340,18 @@ def _run(problem, desc, args, store) -> int:
     name = args.solver or ("exact" if problem.exact_data() is not None else "lbfgs")
     print(f"ufm check: {desc}, solver = {name}")
     # The comparison's program is compiled (or loaded) in a second thread while the solver's
-    # is (2 cores: most of one compilation hidden). Any failure there is left to the
-    # comparison below to report.
+    # is (2 cores: most of one compilation hidden), started once the solver's program is
+    # traced. Any failure there is left to the comparison below to report.
     warm = threading.Thread(target=_quietly, args=(_prepare_comparison, store, problem))
     warm.daemon = True
-    warm.start()
     t0 = time.perf_counter()
     restarts = args.restarts if deep else None
-    if store.on_disk:
-        # One program (solve with the options static), loaded from disk when warm; the exact
-        # solver passes over the data a few times only: compiled quickly (_programs.QUICK).
-        static = (args.solver, args.lr, args.max_steps, restarts)
-        inputs = (problem, np.uint32(args.seed))
-        sol = store.run("solve", _solve_program(), inputs, static, quick=name == "exact")
-    else:
-        key = jax.random.PRNGKey(args.seed)
-        sol = ufm.solve(problem, solver, key=key, max_steps=args.max_steps, restarts=restarts)
+    # One program (solve with the options static), loaded from disk when warm; the exact
+    # solver passes over the data a few times only: compiled quickly (_programs.QUICK).
+    static = (args.solver, args.lr, args.max_steps, restarts)
+    inputs = (problem, np.uint32(args.seed))
+    quick = name == "exact"
+    sol = store.run("solve", _solve_program(), inputs, static, quick=quick, lowered=warm.start)
     jax.block_until_ready(sol)
     elapsed = time.perf_counter() - t0
     warm.join()

@@ -205,7 +205,7 @@ class RegressionUFM(Problem):
 
     def exact_data(self) -> MSEData:
         """The exact solver's view: ridge ``rho = lambda_H`` (see ``ufm/_exact.py``)."""
-        zero = jnp.zeros((), self.dtype)
+        zero = np.zeros((), self.dtype)  # numpy: no eager JAX program for a constant
         return MSEData(
             self.targets,
             self.lambda_H,
