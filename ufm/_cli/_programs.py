@@ -17,9 +17,12 @@ a warm run neither traces, lowers nor compiles:
 Files live in ``<cache dir>/programs/`` (the cache directory of ``_cache.py``), are written
 atomically (a temporary file, then ``os.replace``) and are trusted like JAX's own cache: they
 hold native code, so the directory must be the user's own. A file that cannot be read or
-loaded is recompiled and rewritten; the newest ``MAX_FILES`` are kept. The store is used on the
-CPU backend only (the one it is tested on); elsewhere, and when the cache is off, programs are
-jitted as usual.
+loaded is recompiled and rewritten; the newest ``MAX_FILES`` are kept. Files are used on the
+CPU backend only (the one this is tested on); elsewhere, and when the cache is off
+(``--no-cache``), the store keeps the compiled programs in memory for the process.
+
+Before this store a warm ``ufm check`` took 1.7-1.9 s, of which about 0.7 s was tracing and
+lowering; with it, 1.1-1.3 s (``benchmarks/check_time.py``).
 """
 
 from __future__ import annotations
