@@ -115,3 +115,26 @@ def test_compare_detects_a_wrong_solution():
     assert "NO" in cmp.table(1e-6)
     early = ufm.solve(p, "lbfgs", max_steps=2)
     assert not theory.compare(early, p).passed(1e-2)
+
+
+def test_precompile_compiles_what_compare_runs():
+    compiles = []
+
+    def listen(event, duration, **kwargs):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    rng = np.random.default_rng(1)
+    reg = ufm.RegressionUFM(random_targets(rng, 23, 2), 0.05, 0.05, 4)
+    clf = ufm.ClassificationUFM(np.repeat(np.arange(3), 3), 3, 5e-3, 5e-3, 5)
+    for p in (reg, clf):
+        sol = ufm.solve(p)
+        before = len(compiles)
+        theory.precompile(p)
+        assert len(compiles) > before  # this test would pass vacuously without a listener
+        before = len(compiles)
+        assert theory.compare(sol, p).passed(1e-6)
+        assert len(compiles) == before  # compare ran the precompiled program
+    deep = ufm.DeepUFM.from_labels(np.repeat(np.arange(3), 2), 3, 5e-3, 5e-3, widths=(4, 4))
+    assert theory.precompile(deep) is None  # several programs: nothing to compile ahead
