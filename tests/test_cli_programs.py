@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import os
+import shutil
 import subprocess
 import sys
 
@@ -93,6 +94,23 @@ def test_torn_or_foreign_file_is_recompiled(tmp_path, monkeypatch):
     assert not list((tmp_path / "programs").glob("*.tmp"))
 
 
+def test_a_file_under_another_key_or_not_a_file_is_not_loaded(tmp_path, monkeypatch):
+    calls = _count_compiles(monkeypatch)
+    x = jnp.arange(1.0, 4.0)
+    store = ProgramStore(str(tmp_path))
+    store.run("toy", _toy, (x,), (2,))
+    (square,) = _files(tmp_path)
+    store.run("toy", _toy, (x,), (3,))
+    (cube,) = set(_files(tmp_path)) - {square}
+    cube.write_bytes(square.read_bytes())  # the same signature, another program
+    out = ProgramStore(str(tmp_path)).run("toy", _toy, (x,), (3,))
+    assert len(calls) == 3 and float(out[0]) == 36.0
+    cube.unlink()
+    os.mkfifo(cube)  # opening it would block
+    out = ProgramStore(str(tmp_path)).run("toy", _toy, (x,), (3,))
+    assert len(calls) == 4 and float(out[0]) == 36.0 and cube.is_file()
+
+
 def test_keeps_the_newest_files(tmp_path, monkeypatch):
     monkeypatch.setattr(_programs, "MAX_FILES", 2)
     store = ProgramStore(str(tmp_path))
@@ -109,10 +127,20 @@ def test_off_without_a_directory(tmp_path):
     np.testing.assert_allclose(float(out[0]), 14.0)
 
 
-def _check(cache, *args):
+# In a subprocess: let JAX's persistent cache write the store's programs too (what it does
+# where the store cannot switch its writes off), so that a later run finds them there.
+_JAX_WRITES = (
+    "import contextlib, ufm._cli._programs as P; P._no_jax_cache_writes = contextlib.nullcontext; "
+)
+
+
+def _check(cache, *args, patch=""):
     env = {k: v for k, v in os.environ.items() if k != "UFM_NO_COMPILE_CACHE"}
     env["UFM_CACHE_DIR"] = str(cache)
-    code = "import sys; from ufm._cli import run; sys.argv = ['ufm', 'check', *sys.argv[1:]]; run()"
+    code = (
+        patch + "import sys; from ufm._cli import run; sys.argv = ['ufm', 'check', *sys.argv[1:]]; "
+        "run()"
+    )
     r = subprocess.run(
         [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env, timeout=600
     )
@@ -124,23 +152,41 @@ def _contents(programs):
     return {f.name: f.read_bytes() for f in programs.glob("*.bin")}
 
 
+def _jax_entries(cache):
+    return sorted(p.name for p in cache.glob("jit_ufm_*"))
+
+
 def test_check_with_both_caches(tmp_path):
     cold = _check(tmp_path)
     assert cold[0] == 0 and "PASS" in cold[2], cold[2]
     programs = tmp_path / "programs"
     written = _contents(programs)
     assert len(written) == 2
+    assert _jax_entries(tmp_path) == []  # kept once, by the store, not by JAX's cache too
     warm = _check(tmp_path)
     assert warm[0] == 0 and warm[1] == cold[1], warm[2]  # the same table, to the last digit
     assert _contents(programs) == written  # loaded, not written again
-    # The store lost its files while JAX's persistent cache kept the programs: the run must
-    # still pass, and the files it writes again must load and run without being replaced
-    # (jaxlib cannot serialise an executable it loaded from its own cache: such a copy fails
-    # to run, and the store would delete and rewrite it).
-    for f in programs.glob("*.bin"):
-        f.unlink()
+    # No usable programs folder: the store keeps programs in memory only.
+    shutil.rmtree(programs)
+    programs.write_text("not a folder")
+    nodir = _check(tmp_path)
+    assert nodir[0] == 0 and nodir[1] == cold[1], nodir[2]
+    # Bad input found after the store has started its thread: exit 2 and a message, never an
+    # abort of the interpreter.
+    bad = _check(tmp_path, "--targets", str(tmp_path / "missing.npy"))
+    assert bad[0] == 2 and "cannot read" in bad[2] and "Fatal" not in bad[2], bad[2]
+
+
+def test_check_when_jax_cache_holds_the_programs(tmp_path):
+    # JAX's cache holds the programs and the store has lost its files: the files written now
+    # must load and run without being replaced (jaxlib cannot serialise an executable it
+    # loaded from its own cache: such a copy fails to run, and the store would rewrite it).
+    first = _check(tmp_path, patch=_JAX_WRITES)
+    assert first[0] == 0 and len(_jax_entries(tmp_path)) == 2, first[2]
+    programs = tmp_path / "programs"
+    shutil.rmtree(programs)
     again = _check(tmp_path)
-    assert again[0] == 0 and again[1] == cold[1], again[2]
+    assert again[0] == 0 and again[1] == first[1], again[2]
     rewritten = _contents(programs)
     assert len(rewritten) == 2
     # The console entry point's exit status (it leaves by os._exit) on a failed check, with

@@ -27,6 +27,7 @@ lowering; with it, 1.1-1.3 s (``benchmarks/check_time.py``).
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import hashlib
 import os
@@ -35,6 +36,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -129,6 +131,7 @@ class ProgramStore:
         self._memory: dict[str, Any] = {}
         self._unverified: set[str] = set()  # loaded from disk, not yet run
         self._base = None
+        self._writable = False
         self._lapack = threading.Thread(target=lambda: None)
         self._cpu = jax.default_backend() == "cpu"
         self._fingerprint = ""
@@ -143,10 +146,12 @@ class ProgramStore:
             self._lapack.start()
             return
         self._base = path
+        self._writable = os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
         self._fingerprint = _environment() + _source_hash()
         # In a second thread, overlapping the loading (or lowering) of the executables; joined
-        # before any program runs. (Lowering an eigh calls the same idempotent set-up.)
-        self._lapack = threading.Thread(target=init, daemon=True)
+        # before any program runs. (Lowering an eigh calls the same idempotent set-up.) Not a
+        # daemon: an interpreter that shuts down while it runs would abort.
+        self._lapack = threading.Thread(target=init)
         self._lapack.start()
 
     @property
@@ -177,15 +182,16 @@ class ProgramStore:
                 lowered()
                 return self._memory[key], key, path, key in self._unverified
         exe = None
-        if reload and path is not None and os.path.exists(path):
+        if reload and path is not None and os.path.isfile(path):  # not a FIFO, not a folder
             lowered()
-            exe = self._load(path)
+            exe = self._load(path, key)
         loaded = exe is not None
         if exe is None:
             options = QUICK if quick and self._cpu else None
-            exe, fresh = _compile_fresh(name, key, fn, args, static, options, lowered)
-            if fresh and path is not None:
-                self._save(path, exe)
+            save = path is not None and self._writable
+            exe, fresh = _compile_fresh(name, key, fn, args, static, options, lowered, save)
+            if fresh and save:
+                self._writable = self._save(path, key, exe)
         with self._lock:
             self._memory[key] = exe
             if loaded:
@@ -194,8 +200,8 @@ class ProgramStore:
 
     def run(self, name, fn, args, static=(), *, quick=False, lowered=None):
         """``fn(*args, *static)`` through :meth:`compiled`. A program loaded from disk whose
-        first run fails (a runtime error: a file jaxlib cannot run) is deleted, compiled and
-        run again.
+        first run fails (a file jaxlib cannot run, or one that does not take these arguments)
+        is deleted, compiled and run again.
 
         ``lowered()``, if given, is called once this call has no more Python work to do (before
         loading from disk, or after tracing and lowering, when XLA compiles without holding
@@ -207,7 +213,7 @@ class ProgramStore:
             return exe(*args)
         try:
             out = jax.block_until_ready(exe(*args))
-        except jax.errors.JaxRuntimeError:
+        except Exception:  # noqa: BLE001 - a file jaxlib cannot run, or a foreign program
             with self._lock:
                 self._memory.pop(key, None)
                 self._unverified.discard(key)
@@ -221,12 +227,14 @@ class ProgramStore:
         return out
 
     @staticmethod
-    def _load(path: str):
+    def _load(path: str, key: str):
         from jax.experimental.serialize_executable import deserialize_and_load
 
         try:
             with open(path, "rb") as f:
-                payload, in_tree, out_tree = pickle.load(f)
+                stored, payload, in_tree, out_tree = pickle.load(f)
+            if stored != key:  # a file copied or renamed from another key
+                return None
             exe = deserialize_and_load(payload, in_tree, out_tree)
         except Exception:  # noqa: BLE001 - missing, torn, foreign or stale: compile again
             return None
@@ -236,12 +244,13 @@ class ProgramStore:
             pass
         return exe
 
-    def _save(self, path: str, exe) -> None:
+    def _save(self, path: str, key: str, exe) -> bool:
+        """Write ``exe`` under ``path`` (with its ``key``); ``False`` when it could not be."""
         from jax.experimental.serialize_executable import serialize
 
         tmp = None
         try:
-            blob = pickle.dumps(serialize(exe))
+            blob = pickle.dumps((key, *serialize(exe)))
             fd, tmp = tempfile.mkstemp(dir=self._base, suffix=".tmp")
             with os.fdopen(fd, "wb") as f:
                 f.write(blob)
@@ -249,13 +258,16 @@ class ProgramStore:
         except Exception:  # noqa: BLE001 - a full disk or an unserialisable program: run anyway
             if tmp is not None and os.path.exists(tmp):
                 os.remove(tmp)
-            return
+            return False
         files = sorted(glob.glob(os.path.join(self._base, "*.bin")), key=_mtime)
-        for old in files[:-MAX_FILES]:
+        # ... and temporary files that a killed process left (older than an hour).
+        stale = [f for f in glob.glob(os.path.join(self._base, "*.tmp")) if _age(f) > 3600]
+        for old in files[:-MAX_FILES] + stale:
             try:
                 os.remove(old)
             except OSError:
                 pass
+        return True
 
 
 # jaxlib cannot serialise again an executable that it loaded from JAX's persistent cache (the
@@ -276,16 +288,19 @@ def _cache_hits() -> int:
     return getattr(_HITS, "count", 0)
 
 
-def _compile_fresh(name, key, fn, args, static, options=None, lowered=None):
+def _compile_fresh(name, key, fn, args, static, options=None, lowered=None, save=True):
     """``(compiled, fresh)``: ``fn`` (jitted or not; its static arguments trail ``args``)
-    compiled under a name from ``key``; ``fresh`` unless JAX's persistent cache answered twice."""
+    compiled under a name from ``key``; ``fresh`` unless JAX's persistent cache answered. With
+    ``save`` (the store will write it): JAX's cache is not written (the store keeps the
+    program) and a compilation that JAX's cache answered is redone under a fresh name."""
     with _LOCK:
         if not _LISTENING:
             jax.monitoring.register_event_listener(_on_event)
             _LISTENING.append(True)
     inner = getattr(fn, "__wrapped__", fn)  # the Python function under jax.jit
     argnums = tuple(range(len(args), len(args) + len(static)))
-    for suffix in (key.rsplit("-", 1)[-1][:16], os.urandom(8).hex()):
+    suffixes = (key.rsplit("-", 1)[-1][:16], os.urandom(8).hex())
+    for suffix in suffixes if save else suffixes[:1]:
 
         def program(*a):
             return inner(*a)
@@ -295,12 +310,13 @@ def _compile_fresh(name, key, fn, args, static, options=None, lowered=None):
         if lowered is not None:
             lowered()
         before = _cache_hits()
-        try:
-            exe = ir.compile(options)
-        except Exception:  # noqa: BLE001 - an option this jaxlib lacks: XLA's defaults
-            if not options:
-                raise
-            exe = ir.compile()
+        with _no_jax_cache_writes() if save else contextlib.nullcontext():
+            try:
+                exe = ir.compile(options)
+            except Exception:  # noqa: BLE001 - an option this jaxlib lacks: XLA's defaults
+                if not options:
+                    raise
+                exe = ir.compile()
         if _cache_hits() == before:
             return exe, True
     return exe, False
@@ -319,6 +335,21 @@ class _Once:
         fn, self._fn = self._fn, None
         if fn is not None:
             fn()
+
+
+def _no_jax_cache_writes():
+    """A context (this thread only) in which JAX's persistent cache writes nothing: a JAX
+    setting without a public switch, so a no-op where its name has changed."""
+    try:
+        from jax._src import config
+
+        return config.persistent_cache_min_compile_time_secs(1e30)
+    except (ImportError, AttributeError, TypeError):
+        return contextlib.nullcontext()
+
+
+def _age(path: str) -> float:
+    return time.time() - _mtime(path)
 
 
 def _mtime(path: str) -> float:
