@@ -22,7 +22,7 @@ CPU backend only (the one this is tested on); elsewhere, and when the cache is o
 (``--no-cache``), the store keeps the compiled programs in memory for the process.
 
 Before this store a warm ``ufm check`` took 1.7-1.9 s, of which about 0.7 s was tracing and
-lowering; with it, 1.1-1.3 s (``benchmarks/check_time.py``).
+lowering; with it (and the quick options below), 0.84-0.96 s (``benchmarks/check_time.py``).
 """
 
 from __future__ import annotations
@@ -272,11 +272,12 @@ class ProgramStore:
 
 # jaxlib cannot serialise again an executable that it loaded from JAX's persistent cache (the
 # copy runs and fails: "Function ... not found"). The store therefore saves only executables
-# compiled here: each is compiled under a name holding its key, so JAX's cache holds it only if
-# this store lost its file, and a compilation that JAX's cache answered (seen through
-# jax.monitoring) is redone under a fresh name.
+# compiled here: each is compiled under a name holding its key, with JAX's cache writes off, so
+# JAX's cache holds it only where that switch is missing; a compilation that JAX's cache
+# answered anyway (seen through jax.monitoring) is redone under a fresh name.
 _HITS = threading.local()
 _LISTENING: list[bool] = []
+_LOCK = threading.Lock()
 
 
 def _on_event(event: str, **kwargs) -> None:
@@ -320,9 +321,6 @@ def _compile_fresh(name, key, fn, args, static, options=None, lowered=None, save
         if _cache_hits() == before:
             return exe, True
     return exe, False
-
-
-_LOCK = threading.Lock()
 
 
 class _Once:
