@@ -342,8 +342,8 @@ def _run(problem, desc, args, store) -> int:
     # The comparison's program is compiled (or loaded) in a second thread while the solver's
     # is (2 cores: most of one compilation hidden), started once the solver's program is
     # traced. Any failure there is left to the comparison below to report.
+    # Not a daemon: an interpreter that shut down while it compiles would abort.
     warm = threading.Thread(target=_quietly, args=(_prepare_comparison, store, problem))
-    warm.daemon = True
     t0 = time.perf_counter()
     restarts = args.restarts if deep else None
     # One program (solve with the options static), loaded from disk when warm; the exact
