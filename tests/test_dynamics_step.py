@@ -59,6 +59,25 @@ def test_fast_loop_follows_the_plain_optax_trajectory(tx):
     np.testing.assert_allclose(sol.loss, p.objective(ref), rtol=1e-12)
 
 
+def test_the_loop_uses_the_problems_linearisation(monkeypatch):
+    """The trajectory test above would pass on the generic autodiff path too: count the calls
+    (at trace time; max_steps = 13, static, is used by no other test, so the solve is traced)."""
+    calls = {"linearise": 0, "gradient": 0}
+    for name in calls:
+        real = getattr(ufm.RegressionUFM, name)
+
+        def counted(self, *a, _real=real, _name=name):
+            calls[_name] += 1
+            return _real(self, *a)
+
+        monkeypatch.setattr(ufm.RegressionUFM, name, counted)
+    ufm.solve(_problem(), optax.sgd(0.3, momentum=0.9), max_steps=13)
+    assert calls["linearise"] >= 2 and calls["gradient"] >= 1, calls  # at y_0 and in the body
+    calls.update(linearise=0, gradient=0)
+    ufm.solve(_problem(), "lbfgs", max_steps=13)  # line searches keep the generic path
+    assert calls == {"linearise": 0, "gradient": 0}
+
+
 def test_zero_update_after_some_steps_is_stalled():
     """The learning rate drops to 0 after 3 steps: the 4th update is zero."""
     tx = optax.sgd(optax.piecewise_constant_schedule(0.1, {3: 0.0}))
