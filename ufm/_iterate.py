@@ -55,7 +55,6 @@ class _Carry(NamedTuple):
     f: jax.Array
     aux: Any  # the gradient, or the small parts the objective rebuilds it from
     gnorm: jax.Array
-    ynorm: jax.Array
     step: jax.Array
     status: jax.Array
 
@@ -136,7 +135,7 @@ def iterate(
     # that is not a minimum (e.g. W = 0, a strict saddle) must not end as "successful".
     finite0 = jnp.isfinite(f0) & jnp.isfinite(gnorm0)
     status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
-    carry = _Carry(y0, state0, f0, aux0, gnorm0, ynorm0, jnp.array(0), status0)
+    carry = _Carry(y0, state0, f0, aux0, gnorm0, jnp.array(0), status0)
 
     def update(c: _Carry):
         g = gradient(c.y, c.aux)
@@ -152,7 +151,7 @@ def iterate(
         f, aux, gnorm, ynorm = linearise(y, state)
         zero = all_zero(updates)
         status = _classify(f, f0, gnorm, jnp.maximum(ynorm, ynorm0), rtol, atol, zero)
-        return _Carry(y, state, f, aux, gnorm, ynorm, c.step + 1, status)
+        return _Carry(y, state, f, aux, gnorm, c.step + 1, status)
 
     def run_until(c: _Carry, limit) -> _Carry:
         return jax.lax.while_loop(lambda c: (c.status == _RUNNING) & (c.step < limit), body, c)
