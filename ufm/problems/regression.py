@@ -8,6 +8,7 @@ import numpy as np
 
 from .. import metrics
 from .._certificate import gradient_rounding, violation
+from .._linalg import mm
 from .._types import MSEData, Params
 from .._validate import check_finite, check_lambda, check_shape, float_array
 from ._base import Problem, check_feature_dim, check_variables_fit, gaussian
@@ -137,12 +138,12 @@ class RegressionUFM(Problem):
         s_H, s_W, s_b = scales
         H, W, b = s_H * y_H, s_W * W, s_b * b
         M = self.num_samples
-        E = jnp.dot(y_H, (s_H * W).T, precision="highest") - self.targets
+        E = mm(y_H, (s_H * W).T) - self.targets
         if self.bias:
             E = E + b
         G_H = _feature_gradient(H, E, W, self.lambda_H, M)
         # Separate passes: XLA:CPU does not fuse reductions with one another.
-        G_W = s_H * jnp.dot(E.T, y_H, precision="highest") / M + self.lambda_W * W
+        G_W = s_H * mm(E.T, y_H) / M + self.lambda_W * W
         H_sq = s_H**2 * jnp.sum(y_H**2)
         GH_sq = jnp.sum(G_H**2)
         G_b = jnp.sum(E, axis=0) / M if self.bias else jnp.zeros_like(b)
@@ -248,7 +249,7 @@ def _feature_gradient(H, E, W, lambda_H, M):
     if n <= _RANK_ONE_MAX:
         EW = sum(E[:, k : k + 1] * W[k] for k in range(n))
     else:
-        EW = jnp.dot(E, W, precision="highest")
+        EW = mm(E, W)
     return (EW + lambda_H * H) / M
 
 
