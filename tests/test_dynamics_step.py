@@ -85,6 +85,40 @@ def test_zero_update_after_some_steps_is_stalled():
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 4
 
 
+def test_a_single_zero_update_is_not_a_stall():
+    """The learning rate is 0 for the 4th update only: the iterate pauses for one step, but the
+    momentum carries it on. The fast path tests the update that follows the pause (not zero),
+    so the run goes on along the plain optax trajectory."""
+    tx = optax.sgd(lambda count: jnp.where(count == 3, 0.0, 0.3), momentum=0.9)
+    p = _problem()
+    key = jax.random.PRNGKey(3)
+    zero = jnp.zeros(())
+    sol = ufm.solve(p, tx, key=key, rtol=zero, max_steps=20)
+    assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 20
+    ref = _plain_loop(p, tx, 20, key)
+    for a, b in zip(sol.params, ref, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_vmapped_stalled_instance_beside_a_running_one():
+    """One instance stalls after its first step (learning rate 0) while the other runs on: the
+    stalled one stops at 1 step, the other matches its single solve."""
+    p = _problem()
+
+    def run(lr):
+        return ufm.solve(
+            p, ufm.OptaxSolver(optax.sgd, learning_rate=lr, momentum=0.9), max_steps=30
+        )
+
+    batch = jax.vmap(run)(jnp.array([0.0, 0.2]))
+    assert int(batch.status[0]) == ufm.Status.stalled and int(batch.num_steps[0]) == 1
+    one = run(jnp.array(0.2))
+    assert int(one.status) != ufm.Status.stalled
+    assert int(batch.status[1]) == int(one.status)
+    assert int(batch.num_steps[1]) == int(one.num_steps)
+    np.testing.assert_allclose(batch.params.H[1], one.params.H, rtol=1e-12, atol=1e-14)
+
+
 def test_vmapped_learning_rates_match_single_solves():
     p = _problem()
     lrs = jnp.array([0.05, 0.2])

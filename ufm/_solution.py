@@ -48,8 +48,9 @@ _MESSAGES = {
         "lambda, labels outside [0, K) or an empty class): fix the inputs"
     ),
     Status.stalled: (
-        "the line search could make no further progress before the stationarity test held: "
-        "the accuracy is limited by floating-point precision (use float64) or rtol is too tight"
+        "the update was exactly zero before the stationarity test held (a line search could "
+        "make no further progress, or the learning rate is zero): the accuracy is limited by "
+        "floating-point precision (use float64) or rtol is too tight"
     ),
 }
 
