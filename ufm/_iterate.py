@@ -18,13 +18,13 @@ advanced by an optax transformation until
 * ``max_steps`` steps were taken (``max_steps_reached``),
 * ``f`` or ``g`` is NaN/inf (``nonfinite``), or
 * the update is exactly zero while the test fails, i.e. a line search can make no progress
-  (``stalled``). On the fast path below, the test runs on the steps that follow a step which
-  left ``f`` and ``||g||`` bitwise unchanged (every zero update does: the linearisation is a
-  deterministic function of the iterate), and after the first step, as a separate pass outside
-  the loop over steps;
-  steps that change ``f`` or ``||g||`` skip it. Recomputing the update on every step would
-  read the variables, the optimiser state and the gradient's parts once more (a third of a
-  momentum step's memory traffic at M = 10^5, ``benchmarks/dynamics.py``).
+  (``stalled``). On the fast path below, the test runs on the update that follows the first
+  step and every step which left ``f`` and ``||g||`` bitwise unchanged (a zero update always
+  does: the linearisation is a deterministic function of the iterate), in a pass outside the
+  loop over steps; steps that change ``f`` or ``||g||`` skip it. Testing every update would
+  read the variables, the optimiser state and the gradient's parts once more on every step
+  (a third of a momentum step's memory traffic at M = 10^5, ``benchmarks/dynamics.py``). A
+  single zero update that momentum carries past is therefore not a stall on this path.
 
 With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
@@ -171,8 +171,9 @@ def iterate(
         return (c.status == _RUNNING) & (c.step < limit)
 
     def probed(c: _Carry) -> _Carry:
-        # One pass: the next update, fused into its zero test. Exact: the step that follows
-        # would apply exactly this update, and an iterate it leaves unchanged is stalled.
+        # One pass: the next update, fused into its zero test. The step that follows would
+        # apply this update (the same function of the same carry), so a zero one leaves the
+        # iterate where it is.
         stalled = c.probe & (c.status == _RUNNING) & all_zero(update(c)[0])
         status = jnp.where(stalled, Status.stalled, c.status).astype(jnp.int32)
         return c._replace(status=status, probe=jnp.array(False))
