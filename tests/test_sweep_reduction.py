@@ -24,6 +24,26 @@ def _point(problem):
     return q, v._replace(b=jnp.array([0.3, -0.2, 0.1]) if problem.has_bias else v.b)
 
 
+def test_class_sizes_are_a_leaf_and_the_full_problem_comes_back():
+    """``n_k`` is counted once, when the reduced problem is built (a leaf, so jit and vmap carry
+    it), not inside the objective; ``full()`` gives back the problem's own leaves."""
+    p = ufm.ClassificationUFM(IMBALANCED, 3, 0.02, 0.03, 4, loss="mse")
+    q = p.reduction().problem
+    np.testing.assert_array_equal(q.counts, np.bincount(IMBALANCED))
+    assert q.counts.dtype == p.dtype
+    leaves = jax.tree_util.tree_leaves(q)
+    assert len(leaves) == len(jax.tree_util.tree_leaves(p)) + 1
+    assert any(leaf is q.counts for leaf in leaves)
+    back = q.full()
+    assert type(back) is ufm.ClassificationUFM
+    for a, b in zip(jax.tree_util.tree_leaves(back), jax.tree_util.tree_leaves(p), strict=True):
+        assert a is b
+    # A traced copy (as in a sweep's vmapped chunk) keeps the counts.
+    lam = jnp.array([0.01, 0.05])
+    sizes = jax.vmap(lambda x: p.replace(lambda_H=x).reduction().problem.counts)(lam)
+    np.testing.assert_array_equal(sizes, np.tile(np.bincount(IMBALANCED), (2, 1)))
+
+
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 @pytest.mark.parametrize("bias", ["none", "free", 0.4])
 def test_reduced_problem_equals_the_full_one_at_the_expanded_point(loss, bias):

@@ -291,8 +291,11 @@ class ClassMeanUFM(Problem):
     ``ClassMeanUFM(problem)``; the lambdas stay traced leaves.
     """
 
-    _leaves = ClassificationUFM._leaves
-    _ndims = ClassificationUFM._ndims
+    # The full problem's leaves, then the class sizes ``n_k`` (K,), in the problem's dtype:
+    # counted once here, not by a scatter over the N labels at every objective evaluation
+    # (which cost 1.2 ms a step of L-BFGS at N = 10^6, K = 10, d = 16).
+    _leaves = (*ClassificationUFM._leaves, "counts")
+    _ndims = {**ClassificationUFM._ndims, "counts": 1}
     _static = ClassificationUFM._static
     sweep_fields = ClassificationUFM.sweep_fields
 
@@ -300,17 +303,20 @@ class ClassMeanUFM(Problem):
         if not isinstance(problem, ClassificationUFM):
             raise TypeError(f"problem must be a ClassificationUFM, got {type(problem).__name__}")
         leaves, aux = problem._flatten()
-        for k, v in zip(self._leaves, leaves, strict=True):
+        for k, v in zip(ClassificationUFM._leaves, leaves, strict=True):
             setattr(self, k, v)
         for k, v in zip(self._static, aux, strict=True):
             setattr(self, k, v)
+        K = self.num_classes
+        self.counts = jnp.zeros(K, self.dtype).at[self.labels].add(1.0, mode="drop")
 
     def __repr__(self) -> str:
         return "ClassMeanUFM(" + repr(self.full())[len("ClassificationUFM(") :]
 
     def full(self) -> ClassificationUFM:
         """The classification problem this one reduces."""
-        return ClassificationUFM._unflatten(*reversed(self._flatten()))
+        leaves, aux = self._flatten()
+        return ClassificationUFM._unflatten(aux, leaves[: len(ClassificationUFM._leaves)])
 
     num_samples = ClassificationUFM.num_samples
     target_dim = ClassificationUFM.target_dim
@@ -319,12 +325,6 @@ class ClassMeanUFM(Problem):
     is_mse = ClassificationUFM.is_mse
     factor_penalty = ClassificationUFM.factor_penalty
     valid = ClassificationUFM.valid
-
-    @property
-    def counts(self) -> jax.Array:
-        """Class sizes ``n_k`` (K,), in the problem's dtype."""
-        K = self.num_classes
-        return jnp.zeros(K, self.dtype).at[self.labels].add(1.0, mode="drop")
 
     # ``F`` of the class docstring: the full objective's formula with the penalty below.
     objective = ClassificationUFM.objective
