@@ -85,11 +85,12 @@ def test_zero_update_after_some_steps_is_stalled():
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 4
 
 
-def test_a_single_zero_update_is_not_a_stall():
-    """The learning rate is 0 for the 4th update only: the iterate pauses for one step, but the
-    momentum carries it on. The fast path tests the update that follows the pause (not zero),
-    so the run goes on along the plain optax trajectory."""
-    tx = optax.sgd(lambda count: jnp.where(count == 3, 0.0, 0.3), momentum=0.9)
+@pytest.mark.parametrize("zero_at", [0, 1, 3])
+def test_a_single_zero_update_is_not_a_stall(zero_at):
+    """The learning rate is 0 for one update only (the first, as in a warm-up from 0; the
+    second, right after the probe that follows the first step; the fourth): the iterate pauses
+    for at most one step and moves on. The run follows the plain optax trajectory to the end."""
+    tx = optax.sgd(lambda count: jnp.where(count == zero_at, 0.0, 0.3), momentum=0.9)
     p = _problem()
     key = jax.random.PRNGKey(3)
     zero = jnp.zeros(())
@@ -98,6 +99,17 @@ def test_a_single_zero_update_is_not_a_stall():
     ref = _plain_loop(p, tx, 20, key)
     for a, b in zip(sol.params, ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
+def test_two_zero_updates_stall_within_the_budget_only():
+    """One nonzero update, then a learning rate of 0: stalled after the one step applied; with a
+    budget of one step, the run used it all (the updates beyond it do not count)."""
+    tx = optax.sgd(lambda count: jnp.where(count == 0, 0.1, 0.0))
+    p = _problem()
+    sol = ufm.solve(p, tx, max_steps=20)
+    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 1
+    sol = ufm.solve(p, tx, max_steps=1)
+    assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 1
 
 
 def test_vmapped_stalled_instance_beside_a_running_one():

@@ -18,13 +18,17 @@ advanced by an optax transformation until
 * ``max_steps`` steps were taken (``max_steps_reached``),
 * ``f`` or ``g`` is NaN/inf (``nonfinite``), or
 * the update is exactly zero while the test fails, i.e. a line search can make no progress
-  (``stalled``). On the fast path below, the test runs on the update that follows the first
-  step and every step which left ``f`` and ``||g||`` bitwise unchanged (a zero update always
-  does: the linearisation is a deterministic function of the iterate), in a pass outside the
-  loop over steps; steps that change ``f`` or ``||g||`` skip it. Testing every update would
-  read the variables, the optimiser state and the gradient's parts once more on every step
-  (a third of a momentum step's memory traffic at M = 10^5, ``benchmarks/dynamics.py``). A
-  single zero update that momentum carries past is therefore not a stall on this path.
+  (``stalled``; ``num_steps`` counts that zero step). On the fast path below, the test is
+  different and cheaper: after the first step, and after every step that left ``f`` and
+  ``||g||`` bitwise unchanged (a zero update always does: the linearisation is a
+  deterministic function of the iterate), a pass outside the loop over steps computes the
+  next two updates; when both are exactly zero the run ends ``stalled`` without applying
+  them (``num_steps`` counts the updates applied). One zero update, as at the start of a
+  warm-up from a learning rate of 0, at a warm restart, or for one step of a schedule that
+  momentum carries past, is not a stall there; two in a row from the same iterate are (a
+  learning rate of 0, an update that underflows). Testing every update would read the
+  variables, the optimiser state and the gradient's parts once more on every step (a third
+  of a momentum step's memory traffic at M = 10^5, ``benchmarks/dynamics.py``).
 
 With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
@@ -63,7 +67,7 @@ class _Carry(NamedTuple):
     gnorm: jax.Array
     step: jax.Array
     status: jax.Array
-    probe: jax.Array  # the last step left f and ||g|| bitwise unchanged: test the next update
+    probe: jax.Array  # the last step left f and ||g|| unchanged: test the next two updates
 
 
 def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
@@ -171,10 +175,16 @@ def iterate(
         return (c.status == _RUNNING) & (c.step < limit)
 
     def probed(c: _Carry) -> _Carry:
-        # One pass: the next update, fused into its zero test. The step that follows would
-        # apply this update (the same function of the same carry), so a zero one leaves the
-        # iterate where it is.
-        stalled = c.probe & (c.status == _RUNNING) & all_zero(update(c)[0])
+        # The next two updates, each fused into its zero test (two passes, on probe steps
+        # only). A zero update leaves the iterate, and so ``f`` and the gradient's parts,
+        # unchanged: the second is the update from the first's optimiser state at the same
+        # iterate. Neither is applied. Only within the budget: a run that took ``max_steps``
+        # steps ends ``max_steps_reached`` whatever the update beyond it.
+        first, state = update(c)
+        second, _ = update(c._replace(state=state))
+        stalled = (c.probe & (c.status == _RUNNING) & (c.step < max_steps)) & (
+            all_zero(first) & all_zero(second)
+        )
         status = jnp.where(stalled, Status.stalled, c.status).astype(jnp.int32)
         return c._replace(status=status, probe=jnp.array(False))
 
