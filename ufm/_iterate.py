@@ -176,15 +176,19 @@ def iterate(
 
     def probed(c: _Carry) -> _Carry:
         # The next two updates, each fused into its zero test (two passes, on probe steps
-        # only). A zero update leaves the iterate, and so ``f`` and the gradient's parts,
-        # unchanged: the second is the update from the first's optimiser state at the same
-        # iterate. Neither is applied. Only within the budget: a run that took ``max_steps``
-        # steps ends ``max_steps_reached`` whatever the update beyond it.
-        first, state = update(c)
-        second, _ = update(c._replace(state=state))
-        stalled = (c.probe & (c.status == _RUNNING) & (c.step < max_steps)) & (
-            all_zero(first) & all_zero(second)
-        )
+        # only: a ``lax.cond`` on carry buffers, so a chunk of ``record_every`` steps or a run
+        # that ends without a probe pays nothing; under ``vmap`` it computes both branches).
+        # A zero update leaves the iterate, and so ``f`` and the gradient's parts, unchanged:
+        # the second is the update from the first's optimiser state at the same iterate.
+        # Neither is applied. Only within the budget: a run that took ``max_steps`` steps
+        # ends ``max_steps_reached`` whatever the update beyond it.
+        def two_zero(c: _Carry) -> jax.Array:
+            first, state = update(c)
+            second, _ = update(c._replace(state=state))
+            return all_zero(first) & all_zero(second)
+
+        due = c.probe & (c.status == _RUNNING) & (c.step < max_steps)
+        stalled = jax.lax.cond(due, two_zero, lambda c: jnp.array(False), c)
         status = jnp.where(stalled, Status.stalled, c.status).astype(jnp.int32)
         return c._replace(status=status, probe=jnp.array(False))
 
