@@ -1,6 +1,7 @@
 """The fast step of the gradient solvers: the regression problem's hand-written linearisation
 (``RegressionUFM.linearise`` / ``gradient``) against autodiff, and the loop that uses it against
-a plain optax loop on ``jax.grad``."""
+a plain optax loop on ``jax.grad``; the ``stalled`` test of optax optimisers (a fixed point of
+the whole step) on that path and on the generic one (classification, deep)."""
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +15,14 @@ import ufm
 def _problem(M=23, n=3, d=5, bias=True):
     Y = np.random.default_rng(1).normal(size=(M, n)) + 0.5
     return ufm.RegressionUFM(Y, 0.03, 0.007, d, bias=bias)
+
+
+_LABELS = np.repeat(np.arange(3), 4)
+_PROBLEMS = {
+    "regression": _problem,
+    "ce": lambda: ufm.ClassificationUFM(_LABELS, 3, 0.01, 0.01, 4, loss="ce"),
+    "deep": lambda: ufm.DeepUFM(np.eye(3)[_LABELS], 0.01, 0.01, [4, 4]),
+}
 
 
 @pytest.mark.parametrize("n, bias", [(3, True), (3, False), (11, True)])
@@ -46,16 +55,18 @@ def _plain_loop(p, tx, steps, key):
     return to_params(y)
 
 
-def _assert_follows_the_plain_loop(tx, steps=20):
+def _assert_follows_the_plain_loop(tx, steps=20, p=None):
     """``steps`` steps of ``ufm.solve`` (``rtol = 0``: the stopping test never passes) equal
     the plain loop's."""
-    p = _problem()
+    p = _problem() if p is None else p
     key = jax.random.PRNGKey(3)
     zero = jnp.zeros(())
     sol = ufm.solve(p, tx, key=key, rtol=zero, max_steps=steps)
     assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == steps
     ref = _plain_loop(p, tx, steps, key)
-    for a, b in zip(sol.params, ref, strict=True):
+    for a, b in zip(
+        jax.tree_util.tree_leaves(sol.params), jax.tree_util.tree_leaves(ref), strict=True
+    ):
         np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(sol.loss, p.objective(ref), rtol=1e-12)
 
@@ -84,11 +95,39 @@ def test_the_loop_uses_the_problems_linearisation(monkeypatch):
     assert calls == {"linearise": 0, "gradient": 0}
 
 
-def test_zero_update_after_some_steps_is_stalled():
-    """The learning rate drops to 0 after 3 steps: the 4th update is zero."""
-    tx = optax.sgd(optax.piecewise_constant_schedule(0.1, {3: 0.0}))
-    sol = ufm.solve(_problem(), tx, max_steps=50)
-    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 4
+def _stop_past(threshold, side, lr=0.2):
+    """Stateless gradient descent whose update is exactly zero once ``||g||`` is no longer on
+    ``side`` (+1 above, -1 below) of ``threshold``: a fixed point away from any optimum."""
+
+    def update(g, state, params=None):
+        live = side * (optax.tree.norm(g) - threshold) > 0
+        return jax.tree_util.tree_map(lambda x: jnp.where(live, -lr * x, 0.0), g), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
+
+
+@pytest.mark.parametrize("kind", ["regression", "ce"])
+def test_a_fixed_point_after_some_steps_is_stalled(kind):
+    """The update becomes zero once the gradient norm crosses a threshold set between the 5th
+    and 6th iterates' (computed here by a plain loop): the 6th update is zero (a step that
+    leaves the iterate unchanged), the test after it finds the fixed point, and the run ends
+    stalled after 6 steps at the plain loop's 5th iterate."""
+    p = _PROBLEMS[kind]()
+    key = jax.random.PRNGKey(3)
+    fn, y, _ = ufm.OptaxSolver(optax.sgd(0.2)).setup(p, key, None)
+    norms = []
+    for _ in range(6):
+        g = jax.grad(fn)(y)
+        norms.append(float(optax.tree.norm(g)))
+        y = optax.apply_updates(y, jax.tree_util.tree_map(lambda x: -0.2 * x, g))
+    threshold = (norms[4] + norms[5]) / 2
+    side = np.sign(norms[0] - threshold)
+    assert all(side * (np.array(norms[:5]) - threshold) > 0), norms  # the first crossing
+    assert side * (norms[5] - threshold) < 0, norms
+    sol = ufm.solve(p, _stop_past(threshold, side), key=key, max_steps=50)
+    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 6
+    for a, b in zip(sol.params, _plain_loop(p, optax.sgd(0.2), 5, key), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
 
 
 @pytest.mark.parametrize("zero_at", [0, 1, 3])
@@ -101,26 +140,57 @@ def test_a_single_zero_update_is_not_a_stall(zero_at):
     )
 
 
-def test_two_zero_updates_stall_within_the_budget_only():
-    """One nonzero update, then a learning rate of 0: stalled after the one step applied; with a
-    budget of one step, the run used it all (the updates beyond it do not count)."""
-    tx = optax.sgd(lambda count: jnp.where(count == 0, 0.1, 0.0))
-    p = _problem()
-    sol = ufm.solve(p, tx, max_steps=20)
+_WARMUP = optax.adam(optax.warmup_cosine_decay_schedule(0.0, 0.01, 4, 100))
+_MULTI = optax.MultiSteps(optax.adam(0.01), every_k_schedule=3).gradient_transformation()
+_EVERY = optax.chain(optax.sgd(0.05, momentum=0.9), optax.apply_every(3))
+
+
+@pytest.mark.parametrize(
+    "kind, tx",
+    [
+        ("regression", _MULTI),
+        ("regression", _EVERY),
+        ("ce", _WARMUP),
+        ("ce", _MULTI),
+        ("deep", _WARMUP),
+        ("deep", _EVERY),
+    ],
+)
+def test_zero_updates_while_the_state_moves_are_not_a_stall(kind, tx):
+    """A warm-up from a learning rate of 0, ``MultiSteps`` and ``apply_every`` emit zero
+    updates while their state moves on (these ended ``stalled`` after one step before): the run
+    follows the plain optax loop, on the fast path (regression) and the generic one."""
+    _assert_follows_the_plain_loop(tx, steps=12, p=_PROBLEMS[kind]())
+
+
+@pytest.mark.parametrize("kind", ["ce", "deep"])
+def test_zero_learning_rate_stalls_on_the_generic_path(kind):
+    """Plain SGD at a learning rate of 0 has no state: its first step is a fixed point. Adam at
+    0 is none (its step counter moves): it uses the budget."""
+    p = _PROBLEMS[kind]()
+    sol = ufm.solve(p, optax.sgd(0.0), max_steps=20)
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 1
-    sol = ufm.solve(p, tx, max_steps=1)
+    sol = ufm.solve(p, optax.adam(0.0), max_steps=20)
+    assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 20
+
+
+def test_a_fixed_point_stalls_within_the_budget_only():
+    """A learning rate of 0 without optimiser state: stalled after the first step; with a
+    budget of one step, the run used it all (the step beyond it does not count)."""
+    p = _problem()
+    sol = ufm.solve(p, optax.sgd(0.0), max_steps=20)
+    assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 1
+    sol = ufm.solve(p, optax.sgd(0.0), max_steps=1)
     assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 1
 
 
 def test_vmapped_stalled_instance_beside_a_running_one():
-    """One instance stalls after its first step (learning rate 0) while the other runs on: the
-    stalled one stops at 1 step, the other matches its single solve."""
+    """One instance stalls after its first step (learning rate 0, no state) while the other runs
+    on: the stalled one stops at 1 step, the other matches its single solve."""
     p = _problem()
 
     def run(lr):
-        return ufm.solve(
-            p, ufm.OptaxSolver(optax.sgd, learning_rate=lr, momentum=0.9), max_steps=30
-        )
+        return ufm.solve(p, ufm.OptaxSolver(optax.sgd, learning_rate=lr), max_steps=30)
 
     batch = jax.vmap(run)(jnp.array([0.0, 0.2]))
     assert int(batch.status[0]) == ufm.Status.stalled and int(batch.num_steps[0]) == 1

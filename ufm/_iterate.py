@@ -17,18 +17,22 @@ advanced by an optax transformation until
   (zero regularisation), where no relative test can hold,
 * ``max_steps`` steps were taken (``max_steps_reached``),
 * ``f`` or ``g`` is NaN/inf (``nonfinite``), or
-* the update is exactly zero while the test fails, i.e. a line search can make no progress
-  (``stalled``; ``num_steps`` counts that zero step). On the fast path below, the test is
-  different and cheaper: after the first step, and after every step that left ``f`` and
-  ``||g||`` bitwise unchanged (a zero update always does: the linearisation is a
-  deterministic function of the iterate), a pass outside the loop over steps computes the
-  next two updates; when both are exactly zero the run ends ``stalled`` without applying
-  them (``num_steps`` counts the updates applied). One zero update, as at the start of a
-  warm-up from a learning rate of 0, at a warm restart, or for one step of a schedule that
-  momentum carries past, is not a stall there; two in a row from the same iterate are (a
-  learning rate of 0, an update that underflows). Testing every update would read the
-  variables, the optimiser state and the gradient's parts once more on every step (a third
-  of a momentum step's memory traffic at M = 10^5, ``benchmarks/dynamics.py``).
+* the run can make no further progress while the test fails (``stalled``). With a line
+  search (L-BFGS, the exact solver) that is an exactly zero update (``num_steps`` counts that
+  zero step). Other optax optimisers stall only at a fixed point of the whole step: the next
+  step would change neither the variables nor the optimiser state (every leaf, step counters
+  included, compared by value), so no later step could: the step map is deterministic. A zero
+  update alone is no stall there: a warm-up from a learning rate of 0, a warm restart,
+  ``optax.MultiSteps`` or ``optax.apply_every`` emit zero updates while their state moves on.
+  So plain SGD at a learning rate of 0 stalls after one step, while Adam at 0, or a schedule
+  that stays at 0, is no fixed point (its step counter moves) and ends ``max_steps_reached``.
+  The test is a pass outside the loop over steps that computes the next update (not applied)
+  and compares; it runs after the first step and after every step that left ``f`` and
+  ``||g||`` bitwise unchanged (a step that leaves the variables unchanged always does).
+  ``num_steps`` counts the updates applied, so it includes a zero update taken before the
+  test ran. Testing every update would read the variables and the optimiser state once more
+  on every step (a third of a momentum step's memory traffic at M = 10^5,
+  ``benchmarks/dynamics.py``).
 
 With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
@@ -67,7 +71,7 @@ class _Carry(NamedTuple):
     gnorm: jax.Array
     step: jax.Array
     status: jax.Array
-    probe: jax.Array  # the last step left f and ||g|| unchanged: test the next two updates
+    probe: jax.Array  # the last step left f and ||g|| unchanged: test for a fixed point
 
 
 def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
@@ -77,6 +81,19 @@ def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
     if zero_update is not None:
         status = jnp.where(zero_update & ~converged, Status.stalled, status)
     return jnp.where(finite, status, Status.nonfinite).astype(jnp.int32)
+
+
+def _tree_equal(a, b) -> jax.Array:
+    """Every leaf of ``a`` equals ``b``'s (by value; PRNG keys by their key data)."""
+
+    def data(x):
+        x = jnp.asarray(x)
+        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
+
+    leaves = jax.tree_util.tree_leaves(
+        jax.tree_util.tree_map(lambda u, v: data(u) == data(v), a, b)
+    )
+    return jnp.all(jnp.array([jnp.all(eq) for eq in leaves] or [True]))
 
 
 def iterate(
@@ -112,6 +129,9 @@ def iterate(
     # gradient is rebuilt inside the optimiser's update, where XLA fuses it, instead of being
     # stored in the carry and read back (the loop is bound by memory traffic).
     fast = callable(getattr(fn, "linearise", None)) and not reuse_linesearch_value
+    # Line searches stall at a zero update, tested on every step; other optimisers at a fixed
+    # point of the step, tested in ``probed`` (see the module docstring).
+    probing = not reuse_linesearch_value
     if fast:
 
         def linearise(y, state):
@@ -153,7 +173,6 @@ def iterate(
         return optimizer.update(g, c.state, c.y, value=c.f, grad=g, value_fn=fn)
 
     def all_zero(tree) -> jax.Array:
-        # Not max|u| == 0: XLA:CPU would store u for that reduction (one more write of it).
         return jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(tree)]))
 
     def body(c: _Carry) -> _Carry:
@@ -161,7 +180,7 @@ def iterate(
         y = optax.apply_updates(c.y, updates)
         f, aux, gnorm, ynorm = linearise(y, state)
         yscale = jnp.maximum(ynorm, ynorm0)
-        if fast:  # the zero-update test runs in ``probed`` (see the module docstring)
+        if probing:
             status = _classify(f, f0, gnorm, yscale, rtol, atol)
             # After the first step always: ``f_0`` comes from a separately compiled program,
             # which may round differently.
@@ -175,25 +194,23 @@ def iterate(
         return (c.status == _RUNNING) & (c.step < limit)
 
     def probed(c: _Carry) -> _Carry:
-        # The next two updates, each fused into its zero test (two passes, on probe steps
-        # only: a ``lax.cond`` on carry buffers, so a chunk of ``record_every`` steps or a run
-        # that ends without a probe pays nothing; under ``vmap`` it computes both branches).
-        # A zero update leaves the iterate, and so ``f`` and the gradient's parts, unchanged:
-        # the second is the update from the first's optimiser state at the same iterate.
-        # Neither is applied. Only within the budget: a run that took ``max_steps`` steps
-        # ends ``max_steps_reached`` whatever the update beyond it.
-        def two_zero(c: _Carry) -> jax.Array:
-            first, state = update(c)
-            second, _ = update(c._replace(state=state))
-            return all_zero(first) & all_zero(second)
+        # The next step, computed but not applied: a fixed point when it changes neither the
+        # variables nor the optimiser state. One pass, on probe steps only: a ``lax.cond`` on
+        # carry buffers, so a chunk of ``record_every`` steps or a run that ends without a
+        # probe pays nothing; under ``vmap`` it computes both branches. Only within the
+        # budget: a run that took ``max_steps`` steps ends ``max_steps_reached``.
+        def fixed_point(c: _Carry) -> jax.Array:
+            updates, state = update(c)
+            y = optax.apply_updates(c.y, updates)
+            return _tree_equal(y, c.y) & _tree_equal(state, c.state)
 
         due = c.probe & (c.status == _RUNNING) & (c.step < max_steps)
-        stalled = jax.lax.cond(due, two_zero, lambda c: jnp.array(False), c)
+        stalled = jax.lax.cond(due, fixed_point, lambda c: jnp.array(False), c)
         status = jnp.where(stalled, Status.stalled, c.status).astype(jnp.int32)
         return c._replace(status=status, probe=jnp.array(False))
 
     def run_until(c: _Carry, limit) -> _Carry:
-        if not fast:
+        if not probing:
             return jax.lax.while_loop(lambda c: running(c, limit), body, c)
 
         def steps(c: _Carry) -> _Carry:

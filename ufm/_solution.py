@@ -48,9 +48,11 @@ _MESSAGES = {
         "lambda, labels outside [0, K) or an empty class): fix the inputs"
     ),
     Status.stalled: (
-        "the update was exactly zero before the stationarity test held (a line search could "
-        "make no further progress, or the learning rate is zero): the accuracy is limited by "
-        "floating-point precision (use float64) or rtol is too tight"
+        "no further progress was possible before the stationarity test held: a line search "
+        "returned a zero update (the accuracy is limited by floating-point precision: use "
+        "float64, or rtol is too tight), or an optax optimiser reached a fixed point of its "
+        "step, which would change neither the variables nor its state (e.g. a learning rate "
+        "of 0)"
     ),
 }
 
