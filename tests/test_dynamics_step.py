@@ -174,6 +174,49 @@ def test_zero_learning_rate_stalls_on_the_generic_path(kind):
     assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 20
 
 
+def test_a_state_that_only_flips_the_sign_of_zero_is_no_fixed_point():
+    """The state flips between -0.0 and 0.0 and the update moves the iterate only when the sign
+    bit is set: equal by value, different bit patterns, so no fixed point (the run follows the
+    plain loop to the end)."""
+
+    def init(params):
+        return jnp.array(-0.0)
+
+    def update(g, sign, params=None):
+        move = jnp.signbit(sign)
+        return jax.tree_util.tree_map(lambda x: jnp.where(move, -0.1 * x, 0.0), g), -sign
+
+    _assert_follows_the_plain_loop(optax.GradientTransformation(init, update), steps=6)
+
+
+def test_momentum_at_learning_rate_0_stalls_once_its_state_settles():
+    """SGD with momentum at a learning rate of 0: the iterate never moves and the momentum
+    converges, in floating point, to a fixed value after t steps (found here by a plain loop).
+    The tests that find no fixed point put off the next one by doubling gaps, so the run ends
+    stalled after between t and 2 t + 1 steps."""
+    p = _problem()
+    key = jax.random.PRNGKey(3)
+    tx = optax.sgd(0.0, momentum=0.9)
+    fn, y, _ = ufm.OptaxSolver(tx).setup(p, key, None)
+    g = jax.grad(fn)(y)
+    state, settled = tx.init(y), None
+    for t in range(1, 2000):
+        _, new = tx.update(g, state, y)
+        if all(
+            bool(jnp.all(a == b))
+            for a, b in zip(
+                jax.tree_util.tree_leaves(new), jax.tree_util.tree_leaves(state), strict=True
+            )
+        ):
+            settled = t  # the t-th update leaves the state as it was: t - 1 steps changed it
+            break
+        state = new
+    assert settled is not None and settled > 100
+    sol = ufm.solve(p, tx, key=key, max_steps=5000)
+    assert int(sol.status) == ufm.Status.stalled
+    assert settled - 1 <= int(sol.num_steps) <= 2 * settled + 1, (settled, int(sol.num_steps))
+
+
 def test_a_fixed_point_stalls_within_the_budget_only():
     """A learning rate of 0 without optimiser state: stalled after the first step; with a
     budget of one step, the run used it all (the step beyond it does not count)."""
@@ -199,6 +242,30 @@ def test_vmapped_stalled_instance_beside_a_running_one():
     assert int(batch.status[1]) == int(one.status)
     assert int(batch.num_steps[1]) == int(one.num_steps)
     np.testing.assert_allclose(batch.params.H[1], one.params.H, rtol=1e-12, atol=1e-14)
+
+
+def _delayed_adam(learning_rate, delay):
+    return optax.adam(lambda count: jnp.where(count < delay, 0.0, learning_rate))
+
+
+def test_vmapped_delayed_warm_ups_match_single_solves():
+    """Learning rate 0 for the first ``delay`` steps (traced, per instance): each zero step
+    leaves the iterate unchanged and calls for a fixed-point test, which the instance waits for
+    while the others run on (at most 64 steps, ``_iterate._CHUNK``). Over 150 steps every
+    instance ends as its single solve does, to rounding."""
+    p = _problem()
+
+    def run(delay):
+        tx = ufm.OptaxSolver(_delayed_adam, learning_rate=0.01, delay=delay)
+        return ufm.solve(p, tx, rtol=jnp.zeros(()), max_steps=150)
+
+    delays = jnp.array([0.0, 3.0, 70.0])
+    batch = jax.vmap(run)(delays)
+    for i, delay in enumerate(delays):
+        one = run(delay)
+        assert int(batch.status[i]) == int(one.status) == ufm.Status.max_steps_reached
+        assert int(batch.num_steps[i]) == int(one.num_steps) == 150
+        np.testing.assert_allclose(batch.params.H[i], one.params.H, rtol=1e-12, atol=1e-14)
 
 
 def test_vmapped_learning_rates_match_single_solves():

@@ -27,12 +27,18 @@ advanced by an optax transformation until
   So plain SGD at a learning rate of 0 stalls after one step, while Adam at 0, or a schedule
   that stays at 0, is no fixed point (its step counter moves) and ends ``max_steps_reached``.
   The test is a pass outside the loop over steps that computes the next update (not applied)
-  and compares; it runs after the first step and after every step that left ``f`` and
-  ``||g||`` bitwise unchanged (a step that leaves the variables unchanged always does).
-  ``num_steps`` counts the updates applied, so it includes a zero update taken before the
-  test ran. Testing every update would read the variables and the optimiser state once more
-  on every step (a third of a momentum step's memory traffic at M = 10^5,
-  ``benchmarks/dynamics.py``).
+  and compares bit patterns; it runs after the first step and after a step that left ``f``
+  and ``||g||`` bitwise unchanged (a step that leaves the variables unchanged always does).
+  A test that finds no fixed point puts off the next by a gap that doubles each time (1, 2,
+  4, ... steps), so optimisers whose zero updates are routine pay for a few tests only, and a
+  fixed point, which lasts, is found by the time the steps taken have about doubled.
+  ``num_steps`` counts the updates applied, so it includes zero updates taken before the test
+  ran. Testing every update would read the variables and the optimiser state once more on
+  every step (a third of a momentum step's memory traffic at M = 10^5,
+  ``benchmarks/dynamics.py``). The loop over steps stops for a due test, and at least every
+  64 steps (``_CHUNK``): under ``jax.vmap`` an instance whose test is due waits, frozen, for
+  the others to stop too, so the cap bounds that wait; each stop costs the whole batch one
+  update pass there (a ``lax.cond`` becomes a ``select``), at most 1/64 more work.
 
 With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
@@ -61,6 +67,9 @@ import optax.tree
 from ._solution import Status
 
 _RUNNING = -1
+# The most steps the loop over steps runs between two stops for fixed-point tests (see the
+# module docstring): under ``jax.vmap``, at most 1/64 more work, at most 64 steps of waiting.
+_CHUNK = 64
 
 
 class _Carry(NamedTuple):
@@ -72,6 +81,8 @@ class _Carry(NamedTuple):
     step: jax.Array
     status: jax.Array
     probe: jax.Array  # the last step left f and ||g|| unchanged: test for a fixed point
+    probe_at: jax.Array  # the earliest step for the next test (after one that found none)
+    gap: jax.Array  # the wait after the next test that finds none (doubles each time)
 
 
 def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
@@ -83,17 +94,23 @@ def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
     return jnp.where(finite, status, Status.nonfinite).astype(jnp.int32)
 
 
+def _bits(x) -> jax.Array:
+    """``x`` as integers with the same bit pattern (PRNG keys by their key data), so equal
+    means bitwise equal: ``-0.0`` differs from ``0.0``, and a NaN equals itself."""
+    x = jnp.asarray(x)
+    if jnp.issubdtype(x.dtype, jax.dtypes.prng_key):
+        x = jax.random.key_data(x)
+    if jnp.issubdtype(x.dtype, jnp.complexfloating):
+        x = jnp.stack([x.real, x.imag])
+    if jnp.issubdtype(x.dtype, jnp.floating):
+        x = jax.lax.bitcast_convert_type(x, jnp.dtype(f"uint{8 * x.dtype.itemsize}"))
+    return x
+
+
 def _tree_equal(a, b) -> jax.Array:
-    """Every leaf of ``a`` equals ``b``'s (by value; PRNG keys by their key data)."""
-
-    def data(x):
-        x = jnp.asarray(x)
-        return jax.random.key_data(x) if jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x
-
-    leaves = jax.tree_util.tree_leaves(
-        jax.tree_util.tree_map(lambda u, v: data(u) == data(v), a, b)
-    )
-    return jnp.all(jnp.array([jnp.all(eq) for eq in leaves] or [True]))
+    """Every leaf of ``a`` is bitwise equal to ``b``'s (same tree structure)."""
+    eq = jax.tree_util.tree_map(lambda u, v: jnp.all(_bits(u) == _bits(v)), a, b)
+    return jnp.all(jnp.array(jax.tree_util.tree_leaves(eq) or [True]))
 
 
 def iterate(
@@ -166,7 +183,10 @@ def iterate(
     # that is not a minimum (e.g. W = 0, a strict saddle) must not end as "successful".
     finite0 = jnp.isfinite(f0) & jnp.isfinite(gnorm0)
     status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
-    carry = _Carry(y0, state0, f0, aux0, gnorm0, jnp.array(0), status0, jnp.array(False))
+    zero = jnp.array(0)
+    carry = _Carry(
+        y0, state0, f0, aux0, gnorm0, zero, status0, jnp.array(False), zero, jnp.array(1)
+    )
 
     def update(c: _Carry):
         g = gradient(c.y, c.aux)
@@ -184,11 +204,14 @@ def iterate(
             status = _classify(f, f0, gnorm, yscale, rtol, atol)
             # After the first step always: ``f_0`` comes from a separately compiled program,
             # which may round differently.
-            probe = ((f == c.f) & (gnorm == c.gnorm)) | (c.step == 0)
+            unchanged = (f == c.f) & (gnorm == c.gnorm) & (c.step + 1 >= c.probe_at)
+            probe = unchanged | (c.step == 0)
         else:
             status = _classify(f, f0, gnorm, yscale, rtol, atol, all_zero(updates))
             probe = jnp.array(False)
-        return _Carry(y, state, f, aux, gnorm, c.step + 1, status, probe)
+        return c._replace(
+            y=y, state=state, f=f, aux=aux, gnorm=gnorm, step=c.step + 1, status=status, probe=probe
+        )
 
     def running(c: _Carry, limit) -> jax.Array:
         return (c.status == _RUNNING) & (c.step < limit)
@@ -198,7 +221,11 @@ def iterate(
         # variables nor the optimiser state. One pass, on probe steps only: a ``lax.cond`` on
         # carry buffers, so a chunk of ``record_every`` steps or a run that ends without a
         # probe pays nothing; under ``vmap`` it computes both branches. Only within the
-        # budget: a run that took ``max_steps`` steps ends ``max_steps_reached``.
+        # budget: a run that took ``max_steps`` steps ends ``max_steps_reached``. A test that
+        # finds no fixed point puts off the next one by a gap that doubles each time, so
+        # optimisers whose zero updates are routine (``MultiSteps``, a long warm-up from 0)
+        # pay for a few tests only; a fixed point lasts, so it is found at the latest when
+        # the steps taken have doubled.
         def fixed_point(c: _Carry) -> jax.Array:
             updates, state = update(c)
             y = optax.apply_updates(c.y, updates)
@@ -207,14 +234,21 @@ def iterate(
         due = c.probe & (c.status == _RUNNING) & (c.step < max_steps)
         stalled = jax.lax.cond(due, fixed_point, lambda c: jnp.array(False), c)
         status = jnp.where(stalled, Status.stalled, c.status).astype(jnp.int32)
-        return c._replace(status=status, probe=jnp.array(False))
+        missed = due & ~stalled
+        return c._replace(
+            status=status,
+            probe=jnp.array(False),
+            probe_at=jnp.where(missed, c.step + c.gap, c.probe_at),
+            gap=jnp.where(missed, 2 * c.gap, c.gap),
+        )
 
     def run_until(c: _Carry, limit) -> _Carry:
         if not probing:
             return jax.lax.while_loop(lambda c: running(c, limit), body, c)
 
         def steps(c: _Carry) -> _Carry:
-            c = jax.lax.while_loop(lambda c: running(c, limit) & ~c.probe, body, c)
+            end = jnp.minimum(c.step + _CHUNK, limit)
+            c = jax.lax.while_loop(lambda c: running(c, end) & ~c.probe, body, c)
             return probed(c)
 
         return jax.lax.while_loop(lambda c: running(c, limit), steps, c)

@@ -81,7 +81,9 @@ class Trajectory(NamedTuple):
 class Restarts(NamedTuple):
     """The spread of a solve with ``restarts=R``: every restart's final loss, status and number
     of steps (shape ``(R,)``, with a leading batch axis under vmap). ``best`` is the index
-    returned. The restarts run together, so the vmapped loop runs ``max(num_steps)`` steps."""
+    returned. The restarts run together, so the vmapped loop runs ``max(num_steps)`` steps
+    (for optax solvers, plus at most 64 for each fixed-point test that a restart waits for:
+    ``ufm/_iterate.py``)."""
 
     losses: jax.Array
     statuses: jax.Array
