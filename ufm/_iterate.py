@@ -21,17 +21,18 @@ advanced by an optax transformation until
   search (L-BFGS, the exact solver) that is an exactly zero update (``num_steps`` counts that
   zero step). Other optax optimisers stall only at a fixed point of the whole step: the next
   step would change neither the variables nor the optimiser state (every leaf, step counters
-  included, compared by value), so no later step could: the step map is deterministic. A zero
+  included, bit for bit), so no later step could: the step map is deterministic. A zero
   update alone is no stall there: a warm-up from a learning rate of 0, a warm restart,
   ``optax.MultiSteps`` or ``optax.apply_every`` emit zero updates while their state moves on.
   So plain SGD at a learning rate of 0 stalls after one step, while Adam at 0, or a schedule
   that stays at 0, is no fixed point (its step counter moves) and ends ``max_steps_reached``.
   The test is a pass outside the loop over steps that computes the next update (not applied)
   and compares bit patterns; it runs after the first step and after a step that left ``f``
-  and ``||g||`` bitwise unchanged (a step that leaves the variables unchanged always does).
+  and ``||g||`` unchanged (a step that leaves the variables unchanged always does).
   A test that finds no fixed point puts off the next by a gap that doubles each time (1, 2,
   4, ... steps), so optimisers whose zero updates are routine pay for a few tests only, and a
-  fixed point, which lasts, is found by the time the steps taken have about doubled.
+  fixed point, which lasts, is found by the time the steps taken have about doubled (so one
+  reached in the second half of the budget may end ``max_steps_reached``).
   ``num_steps`` counts the updates applied, so it includes zero updates taken before the test
   ran. Testing every update would read the variables and the optimiser state once more on
   every step (a third of a momentum step's memory traffic at M = 10^5,
@@ -247,7 +248,7 @@ def iterate(
             return jax.lax.while_loop(lambda c: running(c, limit), body, c)
 
         def steps(c: _Carry) -> _Carry:
-            end = jnp.minimum(c.step + _CHUNK, limit)
+            end = c.step + jnp.minimum(limit - c.step, _CHUNK)  # no overflow near 2^31
             c = jax.lax.while_loop(lambda c: running(c, end) & ~c.probe, body, c)
             return probed(c)
 
