@@ -55,6 +55,11 @@ def _plain_loop(p, tx, steps, key):
     return to_params(y)
 
 
+def _assert_params_close(params, ref):
+    for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(ref), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+
+
 def _assert_follows_the_plain_loop(tx, steps=20, p=None):
     """``steps`` steps of ``ufm.solve`` (``rtol = 0``: the stopping test never passes) equal
     the plain loop's."""
@@ -64,10 +69,7 @@ def _assert_follows_the_plain_loop(tx, steps=20, p=None):
     sol = ufm.solve(p, tx, key=key, rtol=zero, max_steps=steps)
     assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == steps
     ref = _plain_loop(p, tx, steps, key)
-    for a, b in zip(
-        jax.tree_util.tree_leaves(sol.params), jax.tree_util.tree_leaves(ref), strict=True
-    ):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    _assert_params_close(sol.params, ref)
     np.testing.assert_allclose(sol.loss, p.objective(ref), rtol=1e-12)
 
 
@@ -126,8 +128,7 @@ def test_a_fixed_point_after_some_steps_is_stalled(kind):
     assert side * (norms[5] - threshold) < 0, norms
     sol = ufm.solve(p, _stop_past(threshold, side), key=key, max_steps=50)
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 6
-    for a, b in zip(sol.params, _plain_loop(p, optax.sgd(0.2), 5, key), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-13)
+    _assert_params_close(sol.params, _plain_loop(p, optax.sgd(0.2), 5, key))
 
 
 @pytest.mark.parametrize("zero_at", [0, 1, 3])
@@ -193,7 +194,7 @@ def test_momentum_at_learning_rate_0_stalls_once_its_state_settles():
     """SGD with momentum at a learning rate of 0: the iterate never moves and the momentum
     converges, in floating point, to a fixed value after t steps (found here by a plain loop).
     The tests that find no fixed point put off the next one by doubling gaps, so the run ends
-    stalled after between t and 2 t + 1 steps."""
+    stalled after between t - 1 and 2 t + 1 steps."""
     p = _problem()
     key = jax.random.PRNGKey(3)
     tx = optax.sgd(0.0, momentum=0.9)
