@@ -115,8 +115,12 @@ def _layered(arrays: dict, letter: str) -> list | None:
 def _real(a, name: str, ndim: int, what: str):
     if a.dtype.kind not in "iuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.dtype.kind == "f" and a.dtype.itemsize < 4:
+        raise ValueError(f"{name} must be float32 or float64, got dtype {a.dtype}")
     if a.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array of shape {what}, got shape {a.shape}")
+    if ndim == 2 and a.shape[1] == 0:
+        raise ValueError(f"{name} must have at least one column, got shape {a.shape}")
     return a
 
 
@@ -216,6 +220,11 @@ def parse(arrays: dict, batch_size: int = 1 << 16) -> dict:
         K = int(k)
     if K < 2:
         raise ValueError(f"classification needs at least 2 classes, got num_classes = {K}")
+    if K > N:  # before allocating K counters: N samples cannot cover more than N classes
+        raise ValueError(
+            f"every class needs a sample: num_classes = {K} (labels reach {hi}) exceeds the "
+            f"N = {N} samples"
+        )
     counts = np.zeros(K, dtype=np.int64)
     for a in range(0, N, batch_size):  # in chunks: labels may be memory-mapped
         counts += np.bincount(np.asarray(labels[a : a + batch_size]), minlength=K)

@@ -142,6 +142,15 @@ def compute_full(data) -> tuple[dict, dict | None]:
 
     for h, name in zip(data["H"], data["names"], strict=True):
         _finite(h, name)
+    # float64 throughout, as the streaming mode: float32 files are converted, not measured in
+    # float32 (features with a large common offset lose their digits there)
+    data = dict(data)
+    data["H"] = [np.asarray(h, np.float64) for h in data["H"]]
+    for key in ("W", "b"):
+        if data[key] is not None:
+            data[key] = [None if a is None else np.asarray(a, np.float64) for a in data[key]]
+    if data["task"] == "regression":
+        data["Y"] = np.asarray(data["Y"], np.float64)
     # jitted: one XLA compilation, several times faster than running the ops one by one
     if data["task"] == "classification":
         deep_nc = jax.jit(um.deep_nc, static_argnames=("num_classes",))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .._validate import check_label_values, check_real_dtype
+from .._validate import check_label_values, check_real_dtype, is_concrete
 
 
 def _as_array(x, name: str):
@@ -30,7 +30,8 @@ def real_array(x, name: str, ndim: int, what: str) -> jax.Array:
     """``x`` as a real floating JAX array of rank ``ndim`` (integers and bools become floats).
 
     Raises TypeError for strings, objects and complex numbers (whose imaginary part would be
-    dropped), ValueError for the wrong rank; ``what`` describes the expected shape.
+    dropped), ValueError for the wrong rank or an empty axis; ``what`` describes the expected
+    shape.
     """
     arr = _as_array(x, name)
     kind = np.dtype(arr.dtype).kind
@@ -42,6 +43,8 @@ def real_array(x, name: str, ndim: int, what: str) -> jax.Array:
         raise TypeError(f"{name} must be a numeric array of shape {what}, got dtype {arr.dtype}")
     if arr.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array of shape {what}, got shape {arr.shape}")
+    if 0 in arr.shape:  # no samples or no features: nothing to measure (not "collapsed")
+        raise ValueError(f"{name} must be non-empty, of shape {what}, got shape {arr.shape}")
     arr = jnp.asarray(arr)
     if not jnp.issubdtype(arr.dtype, jnp.floating):
         arr = arr.astype(jnp.result_type(float))
@@ -62,6 +65,15 @@ def real_scalar(x, name: str) -> jax.Array:
     if arr.ndim != 0:
         raise ValueError(f"{name} must be a scalar, got shape {arr.shape}")
     return jnp.asarray(arr)
+
+
+def nonnegative_scalar(x, name: str) -> jax.Array:
+    """A real scalar that, when concrete, is >= 0 (NaN passes: NaN in, NaN out); a traced one
+    is the caller's to guard (a negative value gives NaN)."""
+    arr = real_scalar(x, name)
+    if is_concrete(arr) and float(arr) < 0:
+        raise ValueError(f"{name} must be >= 0, got {float(arr)!r}")
+    return arr
 
 
 def check_int(x, name: str, minimum: int) -> int:

@@ -31,10 +31,20 @@ bias-free MSE optimum. Degenerate but legitimate points (all class means equal, 
 give 0 where a ratio is 0/0.
 
 NaN in, NaN out: a NaN or inf anywhere in ``H``, ``W`` or ``b`` makes every returned value NaN
-(also under ``jit``/``vmap``), never a number that reads as collapse.
+(also under ``jit``/``vmap``), never a number that reads as collapse. So do traced labels that
+an eager call would reject (outside ``[0, K)``, or a class without samples), and, for NC4, a
+logit that overflows.
+
+Accuracy (:class:`_Moments`): the class means are taken from samples centred by their mean,
+so features that share a large offset keep their digits, and ``Sigma_B``'s K-th eigenvalue (0,
+as ``sum_c N_c (mu_c - mu_G) = 0``) is never inverted. ``H`` and ``W`` are first rescaled by a
+power of two (exact; none of these metrics depends on their scale), so squares neither
+underflow nor overflow.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -46,6 +56,7 @@ from .._linalg import (
     inv_above,
     mm,
     nan_unless_finite,
+    pow2_normalise,
     relative_cut,
     safe_div,
     safe_norm,
@@ -93,14 +104,51 @@ def _stats(H, labels, K: int):
     return means, jnp.mean(H, axis=0), counts
 
 
-def _nc1_trace(H, labels, mu, muG, K: int) -> jax.Array:
-    """``tr(Sigma_W Sigma_B^+)`` (without the 1/K)."""
-    N = H.shape[0]
-    Md = mu - muG  # (K, d)
+class _Moments(NamedTuple):
+    """First moments of ``H`` for the metrics, computed without cancellation and at a safe scale.
+
+    ``H`` is first scaled by a power of two (exact, :func:`pow2_normalise`) and centred by its
+    mean ``m``; the centred means then come from the centred samples, not as the difference of
+    two large, nearly equal means (features that share an offset of 1e3 in float32 would lose
+    every digit of ``mu_c - mu_G``). Every metric built from these is invariant to the scale of
+    ``H``, so the scale is not undone.
+    """
+
+    X: jax.Array  # (N, d) the scaled samples minus m
+    Xmeans: jax.Array  # (K, d) class means of X
+    Md: jax.Array  # (K, d) mu_c - mu_G (scaled)
+    mu: jax.Array  # (K, d) uncentred class means (scaled)
+    valid: jax.Array  # every label in [0, K) and every class present (for traced labels)
+
+
+def _moments(H, labels, K: int) -> _Moments:
+    H = pow2_normalise(H)
+    m = jnp.mean(H, axis=0)
+    X = H - m
+    Xmeans, XG, counts = _stats(X, labels, K)
+    valid = (jnp.sum(counts) == H.shape[0]) & jnp.all(counts > 0)
+    return _Moments(X, Xmeans, Xmeans - XG, Xmeans + m, valid)
+
+
+def _valid_only(out, valid):
+    """``out`` where the labels are valid, else NaN: traced labels cannot be checked before the
+    work, and ``one_hot`` would silently drop a label outside ``[0, K)``."""
+    return jax.tree_util.tree_map(lambda v: jnp.where(valid, v, jnp.nan), out)
+
+
+def _nc1_trace(X, labels, Xmeans, Md, K: int) -> jax.Array:
+    """``tr(Sigma_W Sigma_B^+)`` (without the 1/K) from samples ``X``, their class means and
+    the centred class means ``Md``.
+
+    ``Sigma_B`` has rank <= K - 1 (``sum_c N_c (mu_c - mu_G) = 0``), so its K-th eigenvalue is 0
+    and only the top K - 1 are inverted: the K-th, computed, is rounding noise whose inverse
+    would dominate the sum."""
+    N = X.shape[0]
     e, U = eigh_desc(mm(Md, Md.T) / K)  # nonzero eigenvalues of Sigma_B, via the K x K Gram
-    cut = relative_cut(e, max(K, H.shape[1]))
+    cut = relative_cut(e, max(K, X.shape[1]))
+    e = jnp.where(jnp.arange(K) < K - 1, e, jnp.where(jnp.isnan(e), e, 0.0))
     V = mm(Md.T, U) * (inv_above(e, cut, 0.5) / jnp.sqrt(1.0 * K))  # unit eigvecs of Sigma_B
-    R = mm(H - mu[labels], V)  # (N, K)
+    R = mm(X - Xmeans[labels], V)  # (N, K)
     return jnp.sum(jnp.sum(R**2, axis=0) / N * inv_above(e, cut, 1.0))
 
 
@@ -144,10 +192,14 @@ def _self_duality(W, M):
     return jnp.sum((safe_normalise(W) - safe_normalise(M)) ** 2)
 
 
-def _nc4(H, W, b, mu):
+def _nc4(H, W, b, mom: _Moments):
+    """NaN when a logit overflows: its argmax would be meaningless. The nearest class mean is
+    found among the centred samples and means (the same distances, without the offset)."""
     logits = mm(H, W.T) + (0.0 if b is None else b)
-    d2 = jnp.sum(H**2, axis=1, keepdims=True) - 2 * mm(H, mu.T) + jnp.sum(mu**2, axis=1)
-    return jnp.mean((jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1)).astype(H.dtype))
+    X, C = mom.X, mom.Xmeans
+    d2 = jnp.sum(X**2, axis=1, keepdims=True) - 2 * mm(X, C.T) + jnp.sum(C**2, axis=1)
+    out = jnp.mean((jnp.argmax(logits, axis=1) != jnp.argmin(d2, axis=1)).astype(H.dtype))
+    return jnp.where(jnp.all(jnp.isfinite(logits)), out, jnp.nan)
 
 
 # --- public -----------------------------------------------------------------------------------
@@ -167,9 +219,10 @@ def nc1(H, labels, num_classes: int, *, scale: str = "papyan") -> jax.Array:
     """NC1 = ``(1/K) tr(Sigma_W Sigma_B^+)`` (``scale="notebook"``: without the 1/K)."""
     check_option(scale, "scale", ("papyan", "notebook"))
     H, labels, K = _check(H, labels, num_classes)
-    mu, muG, _ = _stats(H, labels, K)
-    total = _nc1_trace(H, labels, mu, muG, K)
-    return nan_unless_finite(total / K if scale == "papyan" else total, H)
+    mom = _moments(H, labels, K)
+    total = _nc1_trace(mom.X, labels, mom.Xmeans, mom.Md, K)
+    out = total / K if scale == "papyan" else total
+    return nan_unless_finite(_valid_only(out, mom.valid), H)
 
 
 @full_precision
@@ -182,11 +235,11 @@ def nc2(H, W, labels, num_classes: int, *, ddof: int = 0) -> dict[str, jax.Array
     """
     H, labels, K = _check(H, labels, num_classes)
     W = _check_head(W, K, H.shape[1])
-    mu, muG, _ = _stats(H, labels, K)
+    mom = _moments(H, labels, K)
     out = {}
-    for name, A in (("means", mu - muG), ("weights", W)):
+    for name, A in (("means", mom.Md), ("weights", pow2_normalise(W))):
         out.update({f"{k}_{name}": v for k, v in _nc2_rows(A, K, ddof).items()})
-    return nan_unless_finite(out, H, W)
+    return nan_unless_finite(_valid_only(out, mom.valid), H, W)
 
 
 @full_precision
@@ -200,13 +253,14 @@ def nc3(
     check_option(variant, "variant", ("papyan", "zhu"))
     H, labels, K = _check(H, labels, num_classes)
     W = _check_head(W, K, H.shape[1])
-    mu, muG, _ = _stats(H, labels, K)
-    Md = mu - muG if center else mu
+    mom = _moments(H, labels, K)
+    Md = mom.Md if center else mom.mu
+    W = pow2_normalise(W)
     if variant == "papyan":
         out = _self_duality(W, Md)
     else:
         out = safe_norm(safe_normalise(mm(W, Md.T)) - etf_gram(K, W.dtype))
-    return nan_unless_finite(out, H, W)
+    return nan_unless_finite(_valid_only(out, mom.valid), H, W)
 
 
 @full_precision
@@ -217,8 +271,8 @@ def nc4(H, W, b, labels, num_classes: int) -> jax.Array:
     H, labels, K = _check(H, labels, num_classes)
     W = _check_head(W, K, H.shape[1])
     b = _check_bias(b, K)
-    mu, _, _ = _stats(H, labels, K)
-    return nan_unless_finite(_nc4(H, W, b, mu), H, W, b)
+    mom = _moments(H, labels, K)
+    return nan_unless_finite(_valid_only(_nc4(H, W, b, mom), mom.valid), H, W, b)
 
 
 def _check_gram(G) -> jax.Array:

@@ -49,6 +49,7 @@ from .._linalg import (
     inv_above,
     mm,
     nan_unless_finite,
+    pow2_normalise,
     relative_cut,
     safe_div,
 )
@@ -56,11 +57,12 @@ from ._checks import check_labels, check_num_classes, layer_list, real_array, re
 from ._classification import (
     _etf_dist,
     _frame_dist,
+    _moments,
     _nc1_trace,
     _nc4,
     _self_duality,
-    _stats,
     _std_over_mean,
+    _valid_only,
 )
 
 
@@ -163,10 +165,10 @@ def deep_nc(
     bs = [None] * len(Xs) if Ws is None else _layer_biases(biases, Ws)
     rows = []
     for i, X in enumerate(Xs):
-        mu, muG, _ = _stats(X, y, K)
-        Md = mu - muG
+        mom = _moments(X, y, K)
+        Md, mu = mom.Md, mom.mu
         r = {
-            "nc1": _nc1_trace(X, y, mu, muG, K) / K,
+            "nc1": _nc1_trace(mom.X, y, mom.Xmeans, Md, K) / K,
             "nc2": _etf_dist(Md),
             "nc2_equinorm": _std_over_mean(jnp.sqrt(jnp.sum(Md**2, axis=1)), ddof),
             "nc2_orthogonal": _frame_dist(mu),
@@ -174,12 +176,13 @@ def deep_nc(
         W = None
         if Ws is not None:
             W, b = Ws[i], bs[i]
-            r["nc3_alignment"] = _outside_fraction(W, mu)
+            Wn = pow2_normalise(W)  # the metrics below do not depend on the scale of W
+            r["nc3_alignment"] = _outside_fraction(Wn, mu)
             if W.shape[0] == K:
-                r["nc3"] = _self_duality(W, Md if center else mu)
-                r["nc4"] = _nc4(X, W, b, mu)
+                r["nc3"] = _self_duality(Wn, Md if center else mu)
+                r["nc4"] = _nc4(X, W, b, mom)
             else:
                 r["nc3"] = r["nc3_alignment"]
                 r["nc4"] = jnp.full((), jnp.nan, X.dtype)
-        rows.append(nan_unless_finite(r, X, W, bs[i]))
+        rows.append(nan_unless_finite(_valid_only(r, mom.valid), X, W, bs[i]))
     return {k: jnp.stack([r[k] for r in rows]) for k in rows[0]}

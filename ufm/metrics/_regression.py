@@ -32,13 +32,14 @@ from .._linalg import (
     inv_above,
     mm,
     nan_unless_finite,
+    pow2_normalise,
     relative_cut,
     safe_div,
     safe_normalise,
     safe_normalise_rows,
     sym,
 )
-from ._checks import check_int, real_matrix, real_scalar
+from ._checks import check_int, nonnegative_scalar, real_matrix, real_scalar
 
 
 def _principal_basis(H, k: int, center: bool = True) -> jax.Array:
@@ -57,7 +58,7 @@ def principal_basis(H: jax.Array, k: int, center: bool = True) -> jax.Array:
     """
     H = real_matrix(H, "H", "(M, d)")
     k = check_int(k, "k", 1)
-    return nan_unless_finite(_principal_basis(H, k, center), H)
+    return nan_unless_finite(_principal_basis(pow2_normalise(H), k, center), H)
 
 
 @full_precision
@@ -81,8 +82,9 @@ def nrc1(H: jax.Array, n: int, *, center: bool = True) -> jax.Array:
     """
     H = real_matrix(H, "H", "(M, d)")
     n = check_int(n, "n", 1)
-    V = _principal_basis(H, n, center)
-    Ht = safe_normalise_rows(H)
+    Hs = pow2_normalise(H)  # NRC1 does not depend on the scale of H
+    V = _principal_basis(Hs, n, center)
+    Ht = safe_normalise_rows(Hs)
     R = Ht - mm(mm(Ht, V), V.T)
     return nan_unless_finite(jnp.mean(jnp.sum(R**2, axis=1)), H)
 
@@ -94,8 +96,8 @@ def nrc2(H: jax.Array, W: jax.Array) -> jax.Array:
     W = real_matrix(W, "W", "(n, d)")
     if W.shape[1] != H.shape[1]:
         raise ValueError(f"W must have shape (n, d) with d = {H.shape[1]}, got {W.shape}")
-    B = row_space_basis(W)
-    Ht = safe_normalise_rows(H)
+    B = row_space_basis(pow2_normalise(W))  # NRC2 depends on the scales of neither
+    Ht = safe_normalise_rows(pow2_normalise(H))
     R = Ht - mm(mm(Ht, B.T), B)
     return nan_unless_finite(jnp.mean(jnp.sum(R**2, axis=1)), H, W)
 
@@ -135,7 +137,7 @@ def collapse_target(Sigma: jax.Array, gamma, max_rank: int | None = None) -> jax
 
 
 def _nrc3_cov(W: jax.Array, Sigma: jax.Array, gamma) -> jax.Array:
-    A = safe_normalise(mm(W, W.T))
+    A = safe_normalise(mm(W, W.T))  # W at any scale: callers pass pow2_normalise(W)
     B = safe_normalise(_collapse_target(Sigma, gamma, max_rank=W.shape[1]))
     return jnp.sum((A - B) ** 2)
 
@@ -159,13 +161,15 @@ def nrc3(W: jax.Array, targets: jax.Array, gamma, *, center: bool = True) -> jax
         W: head ``(n, d)``.
         targets: ``Y`` ``(M, n)``; ``Sigma`` is its covariance over ``M`` (uncentred second moment
             with ``center=False``, which is the right target for a bias-free model).
-        gamma: scalar >= 0; ``gamma = lambda_H lambda_W`` at the UFM optimum. See
+        gamma: scalar >= 0 (a negative one raises; traced, it gives NaN);
+            ``gamma = lambda_H lambda_W`` at the UFM optimum. See
             :func:`fit_gamma` for the paper's grid fit.
     """
     W, Y = _check_head_targets(W, targets)
-    gamma = real_scalar(gamma, "gamma")
+    gamma = nonnegative_scalar(gamma, "gamma")
     Sigma = _covariance(Y, center)
-    return nan_unless_finite(_nrc3_cov(W, Sigma, gamma.astype(W.dtype)), W, Y, gamma)
+    out = _nrc3_cov(pow2_normalise(W), Sigma, gamma.astype(W.dtype))
+    return nan_unless_finite(out, W, Y, gamma)
 
 
 @full_precision
@@ -183,10 +187,13 @@ def fit_gamma(
     num = check_int(num, "num", 1)
     Sigma = _covariance(Y, center)
     if upper is None:
-        upper = jnp.linalg.eigvalsh(Sigma)[0]
+        upper = jnp.linalg.eigvalsh(Sigma)[0]  # may round below 0: clipped to 0 below
+    else:
+        upper = nonnegative_scalar(upper, "upper")
     upper = real_scalar(upper, "upper")
     grid = jnp.linspace(0.0, jnp.maximum(upper.astype(W.dtype), 0.0), num)
-    vals = jax.vmap(lambda g: _nrc3_cov(W, Sigma, g))(grid)
+    Wn = pow2_normalise(W)
+    vals = jax.vmap(lambda g: _nrc3_cov(Wn, Sigma, g))(grid)
     i = jnp.argmin(vals)
     return nan_unless_finite((grid[i], vals[i]), W, Y, upper)
 
@@ -195,6 +202,7 @@ def fit_gamma(
 def stable_rank(A: jax.Array) -> jax.Array:
     """Stable rank ``||A||_F^2 / ||A||_2^2`` (0 for ``A = 0``); symmetric solver on the Gram."""
     A = real_matrix(A, "A", "(p, q)")
-    G = mm(A, A.T) if A.shape[0] <= A.shape[1] else mm(A.T, A)
+    As = pow2_normalise(A)  # the stable rank does not depend on the scale of A
+    G = mm(As, As.T) if A.shape[0] <= A.shape[1] else mm(As.T, As)
     e = jnp.linalg.eigvalsh(sym(G))
     return nan_unless_finite(safe_div(jnp.trace(G), e[-1]), A)

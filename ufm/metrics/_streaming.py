@@ -58,6 +58,8 @@ def as_rows(x, name: str, width: int | None = None, column: bool = False) -> np.
         a = a[:, None]
     if a.ndim != 2:
         raise ValueError(f"{name} must be a 2-D batch of rows (b, features), got shape {a.shape}")
+    if a.shape[1] == 0:  # no features: nothing to measure (not "collapsed")
+        raise ValueError(f"{name} must have at least one column, got shape {a.shape}")
     if width is not None and a.shape[1] != width:
         raise ValueError(
             f"{name} must have {width} columns (as in the first batch), got shape {a.shape}"

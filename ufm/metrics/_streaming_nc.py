@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .._validate import check_memory
 from ._streaming import as_rows, eigh_desc, finite, fro, normalise, quiet
 
 _EPS = np.finfo(np.float64).eps
@@ -110,6 +111,7 @@ class NCAccumulator:
         if num_classes < 2:
             raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
         K = self.num_classes = int(num_classes)
+        check_memory(K, np.int64, f"num_classes = {K}: the class counts (K,)")
         self.weights = None if weights is None else as_rows(weights, "weights")
         self._check_head()
         if bias is not None and self.weights is None:
@@ -123,11 +125,16 @@ class NCAccumulator:
                 )
         self.dim = None if self.weights is None else self.weights.shape[1]
         self.counts = np.zeros(K, dtype=np.int64)
-        self.shift: np.ndarray | None = None  # mean of the first batch (see Moments)
+        # The rows are scaled by 2^-scale_exp (exact), a power of two near the first batch's
+        # largest entry, so that the scatter's squares neither overflow nor underflow; every
+        # metric here is invariant to that scale, and ``means`` undoes it.
+        self.scale_exp = 0
+        self.shift: np.ndarray | None = None  # mean of the first (scaled) batch (see Moments)
         self.shifted_means: np.ndarray | None = None  # class means minus shift
         self.within: np.ndarray | None = None  # S_W
         self.finite = True
         self._disagree = 0
+        self._logits_finite = True
         self._second_count = 0
         self._frozen = False
 
@@ -148,7 +155,9 @@ class NCAccumulator:
     @property
     def means(self) -> np.ndarray | None:
         """The ``(K, d)`` class means so far (None before the first batch)."""
-        return None if self.shift is None else self.shift + self.shifted_means
+        if self.shift is None:
+            return None
+        return np.ldexp(self.shift + self.shifted_means, self.scale_exp)
 
     @quiet
     def update(self, features, labels) -> NCAccumulator:
@@ -160,11 +169,13 @@ class NCAccumulator:
         if H.shape[0] == 0:
             return self
         K, d = self.num_classes, H.shape[1]
-        if self.shift is None:
-            self.dim, self.shift = d, H.mean(axis=0)
-            self.shifted_means, self.within = np.zeros((K, d)), np.zeros((d, d))
         self.finite = self.finite and finite(H)
-        H = H - self.shift
+        if self.shift is None:
+            top = np.max(np.abs(H)) if self.finite else 0.0
+            self.scale_exp = int(np.frexp(top)[1])
+            self.dim, self.shift = d, np.ldexp(H, -self.scale_exp).mean(axis=0)
+            self.shifted_means, self.within = np.zeros((K, d)), np.zeros((d, d))
+        H = np.ldexp(H, -self.scale_exp) - self.shift
         nB = np.bincount(y, minlength=K)
         sums = np.zeros((K, d))
         np.add.at(sums, y, H)
@@ -193,9 +204,12 @@ class NCAccumulator:
             _labels(labels, self.num_classes, H.shape[0])
         self.finite = self.finite and finite(H)
         logits = H @ self.weights.T + (0.0 if self.bias is None else self.bias)
-        mu = self.means
-        d2 = np.sum(H**2, axis=1, keepdims=True) - 2 * H @ mu.T + np.sum(mu**2, axis=1)
+        # The nearest class mean among the shifted samples and means: the same distances
+        # without the offset the features may share (which would cancel every digit).
+        X, C = np.ldexp(H, -self.scale_exp) - self.shift, self.shifted_means
+        d2 = np.sum(X**2, axis=1, keepdims=True) - 2 * X @ C.T + np.sum(C**2, axis=1)
         self._disagree += int(np.sum(np.argmax(logits, axis=1) != np.argmin(d2, axis=1)))
+        self._logits_finite = self._logits_finite and finite(logits)  # else no argmax
         self._second_count += H.shape[0]
         return self
 
@@ -218,13 +232,14 @@ class NCAccumulator:
                 f"the second pass saw {self._second_count} samples, the first {self.count}: "
                 "feed the same batches to both passes"
             )
-        return self._disagree / self.count
+        return self._disagree / self.count if self._logits_finite else float("nan")
 
     def _nc1(self, Md: np.ndarray) -> float:
         """``tr(Sigma_W Sigma_B^+)`` without the 1/K (as ``_nc1_trace``)."""
         N, (K, d) = self.count, Md.shape
         e, U = eigh_desc(Md @ Md.T / K)
         cut = max(K, d) * _EPS * max(e[0], 0.0)
+        e[K - 1] = 0.0  # Sigma_B has rank <= K - 1: the K-th is rounding noise (as _nc1_trace)
         V = (Md.T @ U) * (_inv_above(e, cut, 0.5) / np.sqrt(K))
         per = np.einsum("ij,ik,kj->j", V, self.within, V) / N
         return float(np.sum(per * _inv_above(e, cut, 1.0)))
@@ -232,7 +247,7 @@ class NCAccumulator:
     def _stats(self):
         """Uncentred class means and centred ``Mdot`` (from the shifted means: no cancellation)."""
         self._check_classes()
-        ms = self.shifted_means
+        ms = self.shifted_means  # both scaled by 2^-scale_exp: the metrics do not see it
         return self.shift + ms, ms - (self.counts @ ms) / self.count
 
     @quiet
