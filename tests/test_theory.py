@@ -138,3 +138,20 @@ def test_precompile_compiles_what_compare_runs():
         assert len(compiles) == before  # compare ran the precompiled program
     deep = ufm.DeepUFM.from_labels(np.repeat(np.arange(3), 2), 3, 5e-3, 5e-3, widths=(4, 4))
     assert theory.precompile(deep) is None  # several programs: nothing to compile ahead
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e6])
+def test_a_null_direction_of_sigma_is_not_a_kept_one(scale):
+    """M = 2 samples with a bias: the centred targets have rank 1, so Sigma has an exact null
+    direction, which rounding turns into ~eps ||Sigma||. With c = 1e-20 it was counted as a
+    kept direction (theory rank 2, the solver's 1) and the solver's loss came out below the
+    "closed form"; the closed form itself (a stationary point with the stated loss) must be
+    rank 1 and agree with the exact solver."""
+    Y = scale * (np.random.default_rng(0).normal(size=(2, 2)) + 0.5)
+    p = ufm.RegressionUFM(Y, 1e-10, 1e-10, 2)
+    opt = theory.regression.optimum_of(p)
+    assert int(opt.rank) == 1 and float(opt.eigenvalues[1]) == 0.0
+    sol = ufm.solve(p)
+    cmp = theory.compare(sol, p)
+    assert cmp.rank_theory == cmp.rank_solution == 1
+    assert cmp.passed(1e-8)

@@ -103,7 +103,10 @@ def optimum_of(problem: ufm.RegressionUFM) -> RegressionOptimum:
     n, d = problem.target_dim, problem.feature_dim
     mean, Sigma = problem.target_moments()
     lam, U = eigh_desc(Sigma)
-    lam = jnp.maximum(lam, 0.0)
+    # Eigenvalues at rounding level are exactly 0 (as in ufm._exact.moments): Sigma of M <= n
+    # samples with a bias, or of collinear targets, has a null direction that rounding turns
+    # into ~eps ||Sigma||, which a tiny c = lambda_H lambda_W would count as a kept direction.
+    lam = jnp.where(lam > max(n, 10) * jnp.finfo(lam.dtype).eps * lam[0], lam, 0.0)
     c = lH * lW
     kept = (lam > c) & (jnp.arange(n) < d)
     safe_lam = jnp.where(kept, lam, 1.0)
