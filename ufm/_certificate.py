@@ -13,9 +13,24 @@ provided the rank constraint is inactive: ``d >= n`` (``Z`` has ``n`` columns) o
 ``rank W < d`` at that point (then ``Z`` can grow in any direction, and a violated inequality
 gives a descent direction, so the point is a strict saddle, not a minimum).
 
+With the constraint active (``d < n``, ``rank W = d``) and an isotropic quadratic data term
+(MSE with a free bias or none: ``data = (c/2) ||Z + 1 b^T - Y||^2``, curvature ``c = 1/N``),
+the stationary points are ``Z = sum_{i in S} (s_i - tau/c) u_i v_i^T`` for a set ``S`` of
+``d`` singular triplets of the (centred) targets with ``s_i > tau/c``, and the global ones keep
+the ``d`` largest (a generalised Eckart-Young theorem). There ``G`` off the spans of ``Z``,
+``G_perp = (I - P_col) G (I - P_row) = -c sum_{j not in S} s_j u_j v_j^T``, so ``Z`` is
+a global minimiser iff
+
+    || G_perp ||_op <= tau + c sigma_d(Z)        (max_{j not in S} s_j <= min_{i in S} s_i).
+
+A stationary point in a wrong eigen-subspace (targets with a diagonal covariance and an init
+in the span of a lesser direction) passed unverified before. Without a known curvature
+(cross-entropy, a ridge on the bias) the constrained case is not certified.
+
 :func:`violation` returns ``||grad_Z data||_op / sqrt(beta_W beta_H) - 1`` (<= 0 up to rounding
-at a global minimum; ``> 0`` at a saddle such as ``W = H = 0`` below the collapse threshold) and
-whether the test applies. Problems call it from their ``certificate`` method.
+at a global minimum; ``> 0`` at a saddle such as ``W = H = 0`` below the collapse threshold),
+or in the constrained case ``||G_perp||_op / (tau + c sigma_d(Z)) - 1``, and whether the test
+applies. Problems call it from their ``certificate`` method.
 
 Rounding. At very small regularisation the residual ``Z + 1 b^T - Y`` (and so
 ``grad_Z data``) can be smaller than the rounding error of forming it from ``Y`` (e.g.
@@ -47,23 +62,54 @@ def gradient_rounding(params, data_scale: jax.Array) -> jax.Array:
     return eps_of(mag) * jnp.linalg.norm(mag) / N
 
 
-def violation(data_term, factor_penalty, params, rounding=0.0) -> tuple[jax.Array, jax.Array]:
+def violation(
+    data_term, factor_penalty, params, rounding=0.0, curvature=None
+) -> tuple[jax.Array, jax.Array]:
     """``(relative violation, applicable)`` at ``params = (H, W, b)`` for the objective
     ``data_term(H W^T, b) + penalty`` with nuclear-norm weight ``factor_penalty``; the operator
     norm is reduced by ``rounding`` (a bound on the rounding error of the gradient, see
-    :func:`gradient_rounding`)."""
+    :func:`gradient_rounding`). ``curvature``: ``c`` of an isotropic quadratic data term
+    (module docstring), which certifies the rank-constrained case (``d < n``, ``rank W = d``);
+    ``None`` leaves that case uncertified (``applicable`` False)."""
     H, W, b = params
     Z = H @ W.T
     G = jax.grad(data_term)(Z, b)  # (N, n)
     gtg = sym(G.T @ G)
-    top = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gtg)[-1], 0.0))
-    top = jnp.maximum(top - rounding, 0.0)
+    tau = jnp.where(factor_penalty > 0, factor_penalty, 1.0)
     n, d = W.shape
     if d >= n:
-        applicable = jnp.ones((), bool)
-    else:
-        ev = jnp.linalg.eigvalsh(sym(W @ W.T))
-        rank = jnp.sum(ev > jnp.sqrt(eps_of(ev)) * jnp.maximum(ev[-1], 0.0))
-        applicable = rank < d
-    applicable = applicable & (factor_penalty > 0)
-    return top / jnp.where(factor_penalty > 0, factor_penalty, 1.0) - 1.0, applicable
+        return _relative(_top(gtg, rounding), tau), factor_penalty > 0
+    ev = jnp.linalg.eigvalsh(sym(W @ W.T))
+    rank = jnp.sum(ev > jnp.sqrt(eps_of(ev)) * jnp.maximum(ev[-1], 0.0))
+    free = rank < d
+    unconstrained = _relative(_top(gtg, rounding), tau)
+    if curvature is None:
+        return unconstrained, free & (factor_penalty > 0)
+    constrained = eckart_young(Z.T @ Z, G.T @ Z, gtg, d, tau, curvature, rounding)
+    return jnp.where(free, unconstrained, constrained), factor_penalty > 0
+
+
+def _top(gtg, rounding):
+    """``||G||_op`` from ``G^T G``, reduced by the rounding bound."""
+    top = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(gtg)[-1], 0.0))
+    return jnp.maximum(top - rounding, 0.0)
+
+
+def _relative(top, bound):
+    return top / bound - 1.0
+
+
+def eckart_young(ZtZ, GtZ, GtG, d: int, tau, curvature, rounding=0.0):
+    """``||G_perp||_op / (tau + c sigma_d(Z)) - 1`` (module docstring) from the ``n x n``
+    products ``Z^T Z``, ``G^T Z`` and ``G^T G``: ``G^T (I - P_col) G = G^T G - (G^T Z)
+    (Z^T Z)^+ (Z^T G)``, projected off the top-``d`` row space of ``Z``."""
+    e, V = jnp.linalg.eigh(sym(ZtZ))  # ascending: the row space of Z is the last d
+    n = e.shape[0]
+    kept = e[n - d :]
+    inv = jnp.where(kept > 0, 1.0 / jnp.where(kept > 0, kept, 1.0), 0.0)
+    GZ = GtZ @ V[:, n - d :]  # (n, d)
+    M = sym(GtG) - sym((GZ * inv) @ GZ.T)  # G^T (I - P_col) G
+    off = V[:, : n - d]  # the n - d directions off the row space
+    top = _top(sym(off.T @ M @ off), rounding)
+    sigma_d = jnp.sqrt(jnp.maximum(e[n - d], 0.0))
+    return _relative(top, tau + curvature * sigma_d)

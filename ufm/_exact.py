@@ -43,6 +43,7 @@ import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 
+from ._certificate import eckart_young
 from ._types import MSEData, Params
 
 
@@ -215,7 +216,23 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
     else:
         ev = jnp.linalg.eigvalsh(0.5 * (AAT + AAT.T))
         tol = jnp.sqrt(jnp.finfo(ev.dtype).eps) * jnp.maximum(ev[-1], 0.0)
-        applicable = jnp.sum(ev > tol) < data.feature_dim
+        free = jnp.sum(ev > tol) < data.feature_dim
+        applicable = free
+        if data.bias != "reg":
+            # Rank constraint active: the Eckart-Young form of ``ufm/_certificate.py`` (data
+            # curvature 1/N), with Z = Z_b B A A^T and G = -(rho/N) Z_b B in the basis U:
+            # Z^T Z = N A A^T C A A^T, G^T Z = -rho C A A^T, G^T G = gtg, C = B S B.
+            C = B @ S @ B
+            constrained = eckart_young(
+                num_samples * AAT @ C @ AAT,
+                -data.ridge * C @ AAT,
+                gtg,
+                data.feature_dim,
+                jnp.where(penalty > 0, penalty, 1.0),
+                1.0 / num_samples,
+            )
+            viol = jnp.where(free, viol, constrained)
+            applicable = jnp.ones((), bool)
 
     def rot(X):
         X = U @ X @ U.T

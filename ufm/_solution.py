@@ -36,12 +36,15 @@ _MESSAGES = {
     ),
     Status.nonfinite: (
         "the objective or its gradient became NaN or inf (diverged): lower the learning rate, "
-        "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0) and the data"
+        "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0, and with "
+        "d < n a ridge not far below the data's scale: its A A^T + rho I must stay "
+        "positive definite in working precision) and the data"
     ),
     Status.saddle: (
         "stopped at a stationary point that is not a global minimum (the global-optimality "
         "certificate ||grad_Z data||_op <= sqrt(beta_W beta_H) fails, e.g. W = 0 below the "
-        "collapse threshold): restart from a random init"
+        "collapse threshold, or with d < n its Eckart-Young form, e.g. W in a lesser "
+        "eigen-direction of the targets): restart from a random init"
     ),
     Status.invalid_input: (
         "the problem holds invalid values that could not be checked while tracing (a negative "

@@ -179,7 +179,13 @@ class ClassificationUFM(Problem):
         # MSE: |Y| = the one-hot targets; CE: softmax - onehot has entries of size <= 1.
         scale = self.targets if self.is_mse else jnp.ones_like(self.targets)
         rounding = gradient_rounding(params, scale)
-        return violation(self.data_term, self.factor_penalty(), params, rounding)
+        return violation(self.data_term, self.factor_penalty(), params, rounding, self._curvature())
+
+    def _curvature(self):
+        """The data term's curvature in ``Z`` where it is isotropic (MSE with a free bias or
+        none: ``1/N``), for the rank-constrained certificate; else None."""
+        iso = self.is_mse and self.bias_mode in ("none", "free")
+        return 1.0 / self.num_samples if iso else None
 
     def valid(self) -> jax.Array:
         """Traced check of what cannot be checked while tracing: lambdas >= 0, labels in
@@ -325,6 +331,7 @@ class ClassMeanUFM(Problem):
     is_mse = ClassificationUFM.is_mse
     factor_penalty = ClassificationUFM.factor_penalty
     valid = ClassificationUFM.valid
+    _curvature = ClassificationUFM._curvature
 
     # ``F`` of the class docstring: the full objective's formula with the penalty below.
     objective = ClassificationUFM.objective
@@ -362,6 +369,7 @@ class ClassMeanUFM(Problem):
             self.factor_penalty(),
             Params(root * H, W, b),
             rounding,
+            self._curvature(),  # (1/2N) sum_k ||z'_k + sqrt(n_k)(b - e_k)||^2: still 1/N
         )
 
     def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:

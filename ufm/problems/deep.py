@@ -240,7 +240,8 @@ class DeepUFM(Problem):
 
         weight = jnp.sqrt(self.lambda_H * self.lambda_W[0])
         p = (params.H, params.Ws[0], params.b)
-        return violation(data_term, weight, p, gradient_rounding(p, jnp.abs(self.targets)))
+        rounding = gradient_rounding(p, jnp.abs(self.targets))
+        return violation(data_term, weight, p, rounding, 1.0 / self.num_samples)
 
     def trajectory_metrics(self, params: DeepParams) -> dict[str, jax.Array]:
         """Layer-wise collapse, one value per layer (arrays of shape ``(L,)``): NC1-NC4 of

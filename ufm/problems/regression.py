@@ -179,7 +179,8 @@ class RegressionUFM(Problem):
     def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
         """The convex-reduction certificate of ``ufm/_certificate.py``."""
         rounding = gradient_rounding(params, jnp.abs(self.targets))
-        return violation(self.data_term, self.factor_penalty(), params, rounding)
+        curvature = 1.0 / self.num_samples  # data term (1/2M)||Z + 1 b^T - Y||^2, b free
+        return violation(self.data_term, self.factor_penalty(), params, rounding, curvature)
 
     def valid(self) -> jax.Array:
         """Traced check of the values that cannot be checked while tracing (lambdas >= 0)."""
