@@ -101,3 +101,30 @@ def test_mse_classification_with_fewer_features_than_classes():
         ce = ufm.ClassificationUFM(labels, 3, 1e-3, 1e-3, 1, loss="ce", bias="none")
     _, app = ce.certificate(ufm.solve(ce, key=jax.random.PRNGKey(0)).params)
     assert not bool(app)
+
+
+@pytest.mark.parametrize(("dtype", "spread"), [("float64", 1e7), ("float32", 2e3)])
+@pytest.mark.parametrize("bias", [True, False])
+def test_a_global_minimum_with_widely_spread_kept_values_is_certified(dtype, spread, bias):
+    """The spans and sigma_d(Z) come from the factors, not from Z^T Z (which squares the
+    spread): with singular values (spread, 1, 0.97, 0.3, 0.1), d = 2 and tau/c = 0.5, the
+    certificate at the balanced global minimum is 0.97/1 - 1 = -0.03. From Z^T Z it read up to
+    +0.097 (float64, spread 3e7; a false saddle), and the sqrt(eps) rank cut on W W^T made a
+    float32 minimum at spread 2e3 "rank-deficient" (+0.98 by the unconstrained test)."""
+    rng = np.random.default_rng(7)
+    N, n, d = 20, 5, 2
+    s = np.array([spread, 1.0, 0.97, 0.3, 0.1])
+    X = rng.normal(size=(N, n))
+    u = np.linalg.qr(X - X.mean(0) if bias else X)[0]
+    v = np.linalg.qr(rng.normal(size=(n, n)))[0]
+    Y = (u * s) @ v.T + (3.0 * rng.normal(size=n) if bias else 0.0)
+    lam = 0.5 / np.sqrt(N)  # tau / c = sqrt(lambda_H lambda_W N) = 0.5
+    p = ufm.RegressionUFM(Y.astype(dtype), lam, lam, d, bias=bias)
+    sig = np.sqrt(s[:d] - 0.5)
+    H, W = u[:, :d] * sig, v[:, :d] * sig
+    b = Y.mean(0) if bias else np.zeros(n)
+    viol, applicable = p.certificate(ufm.Params(*(a.astype(dtype) for a in (H, W, b))))
+    assert bool(applicable)
+    # the rounding allowance (gradient_rounding) can only lower it, by ~eps |Y| / tau
+    below = 5e-3 if dtype == "float32" else 1e-6
+    assert -0.03 - below <= float(viol) <= -0.03 + 1e-9

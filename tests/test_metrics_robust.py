@@ -181,3 +181,23 @@ def test_cli_measures_float32_files_in_float64_in_both_modes(tmp_path, capsys):
     assert exc.value.code == 2
     err = capsys.readouterr().err
     assert "exceeds the N = 40 samples" in err and "Traceback" not in err
+
+
+def test_streaming_batches_of_very_different_scales():
+    """The scale follows the largest batch seen (what is kept is rescaled exactly): a first
+    batch at 1e-100 then batches at 1e100 overflowed the scatter (LinAlgError)."""
+    H, W, y = blobs(8)
+    H = H.copy()
+    H[:8] *= 1e-100
+    H[8:] *= 1e100
+    acc = um.NCAccumulator(K, W)
+    um.accumulate(acc, lambda: ((H[i : i + 8], y[i : i + 8]) for i in range(0, N, 8)))
+    res = acc.result()
+    assert res["nc1"] == pytest.approx(float(um.nc1(H, y, K)), rel=1e-9)
+    assert res["nc4"] == pytest.approx(float(um.nc4(H, W, None, y, K)), abs=1e-12)
+
+
+def test_fit_gamma_traced_negative_upper_is_nan():
+    H, W, y = blobs(9)
+    out = jax.jit(lambda u: um.fit_gamma(W[:2], H[:, :2], upper=u))(-1.0)
+    assert np.isnan(np.asarray(out)).all()

@@ -74,18 +74,16 @@ def violation(
     H, W, b = params
     Z = H @ W.T
     G = jax.grad(data_term)(Z, b)  # (N, n)
-    gtg = sym(G.T @ G)
     tau = jnp.where(factor_penalty > 0, factor_penalty, 1.0)
     n, d = W.shape
+    unconstrained = _relative(_top(sym(G.T @ G), rounding), tau)
     if d >= n:
-        return _relative(_top(gtg, rounding), tau), factor_penalty > 0
-    ev = jnp.linalg.eigvalsh(sym(W @ W.T))
-    rank = jnp.sum(ev > jnp.sqrt(eps_of(ev)) * jnp.maximum(ev[-1], 0.0))
-    free = rank < d
-    unconstrained = _relative(_top(gtg, rounding), tau)
+        return unconstrained, factor_penalty > 0
     if curvature is None:
+        ev = jnp.linalg.eigvalsh(sym(W @ W.T))
+        free = jnp.sum(ev > jnp.sqrt(eps_of(ev)) * jnp.maximum(ev[-1], 0.0)) < d
         return unconstrained, free & (factor_penalty > 0)
-    constrained = eckart_young(Z.T @ Z, G.T @ Z, gtg, d, tau, curvature, rounding)
+    constrained, free = eckart_young(H, W, G, tau, curvature, rounding)
     return jnp.where(free, unconstrained, constrained), factor_penalty > 0
 
 
@@ -99,17 +97,24 @@ def _relative(top, bound):
     return top / bound - 1.0
 
 
-def eckart_young(ZtZ, GtZ, GtG, d: int, tau, curvature, rounding=0.0):
-    """``||G_perp||_op / (tau + c sigma_d(Z)) - 1`` (module docstring) from the ``n x n``
-    products ``Z^T Z``, ``G^T Z`` and ``G^T G``: ``G^T (I - P_col) G = G^T G - (G^T Z)
-    (Z^T Z)^+ (Z^T G)``, projected off the top-``d`` row space of ``Z``."""
-    e, V = jnp.linalg.eigh(sym(ZtZ))  # ascending: the row space of Z is the last d
-    n = e.shape[0]
-    kept = e[n - d :]
-    inv = jnp.where(kept > 0, 1.0 / jnp.where(kept > 0, kept, 1.0), 0.0)
-    GZ = GtZ @ V[:, n - d :]  # (n, d)
-    M = sym(GtG) - sym((GZ * inv) @ GZ.T)  # G^T (I - P_col) G
-    off = V[:, : n - d]  # the n - d directions off the row space
-    top = _top(sym(off.T @ M @ off), rounding)
-    sigma_d = jnp.sqrt(jnp.maximum(e[n - d], 0.0))
-    return _relative(top, tau + curvature * sigma_d)
+def eckart_young(F, W, G, tau, curvature, rounding=0.0) -> tuple[jax.Array, jax.Array]:
+    """``(||G_perp||_op / (tau + c sigma_d(Z)) - 1, free)`` (module docstring) for
+    ``Z = F W^T`` with ``F (m, d)``, ``W (n, d)``, ``d < n``, and the gradient ``G (m, n)``.
+
+    The spans and ``sigma_d(Z)`` come from the factors (QR of ``F`` and of ``W``, then the
+    singular values of the ``d x d`` core), never from ``Z^T Z``, which would square the
+    spread of the kept singular values (a true minimum with ``sigma_1/sigma_d = 1e7`` read as
+    a saddle in float64). ``free``: ``W`` is numerically of rank ``< d`` (``sigma_d(W) <=
+    max(n, d) eps sigma_1(W)``, ``W = 0`` included); the rank constraint is then inactive and
+    the caller uses the unconstrained test."""
+    n, d = W.shape
+    Qw, Rw = jnp.linalg.qr(W, mode="complete")  # (n, n), (n, d)
+    Rw = Rw[:d]
+    sw = jnp.linalg.svd(Rw, compute_uv=False)  # the singular values of W, descending
+    free = sw[-1] <= max(n, d) * eps_of(sw) * sw[0]
+    Qf, Rf = jnp.linalg.qr(F)  # (m, d), (d, d)
+    sigma_d = jnp.linalg.svd(Rf @ Rw.T, compute_uv=False)[-1]  # Z = Qf (Rf Rw^T) Qw[:, :d]^T
+    Y = G @ Qw[:, d:]  # G off the row space of Z, (m, n - d)
+    X = Y - Qf @ (Qf.T @ Y)  # ... and off its column space
+    top = _top(sym(X.T @ X), rounding)
+    return _relative(top, tau + curvature * sigma_d), free

@@ -220,14 +220,16 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
         applicable = free
         if data.bias != "reg":
             # Rank constraint active: the Eckart-Young form of ``ufm/_certificate.py`` (data
-            # curvature 1/N), with Z = Z_b B A A^T and G = -(rho/N) Z_b B in the basis U:
-            # Z^T Z = N A A^T C A A^T, G^T Z = -rho C A A^T, G^T G = gtg, C = B S B.
-            C = B @ S @ B
-            constrained = eckart_young(
-                num_samples * AAT @ C @ AAT,
-                -data.ridge * C @ AAT,
-                gtg,
-                data.feature_dim,
+            # curvature 1/N). In the basis U, with Z_b any matrix with Z_b^T Z_b = N S (here
+            # sqrt(N) [diag(sqrt(Sigma)); z^T], Sigma diagonal there): Z = (Z_b B A) A^T and
+            # G = -(rho/N) Z_b B; the certificate depends on Z_b only through Z_b^T Z_b.
+            Zb = jnp.sqrt(1.0 * num_samples) * jnp.concatenate(
+                [jnp.diag(jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))), z[None, :]]
+            )
+            constrained, free = eckart_young(
+                Zb @ B @ A,
+                A,
+                -data.ridge / num_samples * (Zb @ B),
                 jnp.where(penalty > 0, penalty, 1.0),
                 1.0 / num_samples,
             )

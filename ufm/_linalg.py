@@ -59,8 +59,9 @@ def spectral_fn(A: jax.Array, fn) -> jax.Array:
 def pow2_normalise(x: jax.Array) -> jax.Array:
     """``x * 2^-e`` with ``2^(e-1) <= max |x| < 2^e``: exact (only the exponents change), and
     squares and products of the result neither overflow nor underflow, whatever the scale of
-    ``x`` (features at 1e-20 in float32 would otherwise square to 0 and read as collapse). For
-    the metrics that do not depend on the scale of an input. An all-zero ``x`` is returned as it
+    ``x`` within the normal range (features at 1e-20 in float32 would otherwise square to 0
+    and read as collapse; subnormal inputs, which XLA may flush to 0, are not rescued). For the
+    metrics that do not depend on the scale of an input. An all-zero ``x`` is returned as it
     is; a NaN or inf stays (its exponent is taken as 0)."""
     _, e = jnp.frexp(jnp.max(jnp.abs(x)))
     return jnp.ldexp(x, -e)

@@ -187,11 +187,11 @@ def fit_gamma(
     num = check_int(num, "num", 1)
     Sigma = _covariance(Y, center)
     if upper is None:
-        upper = jnp.linalg.eigvalsh(Sigma)[0]  # may round below 0: clipped to 0 below
-    else:
+        upper = jnp.maximum(jnp.linalg.eigvalsh(Sigma)[0], 0.0)  # may round below 0
+    else:  # a negative one raises, or (traced) gives NaN
         upper = nonnegative_scalar(upper, "upper")
-    upper = real_scalar(upper, "upper")
-    grid = jnp.linspace(0.0, jnp.maximum(upper.astype(W.dtype), 0.0), num)
+        upper = jnp.where(upper >= 0, upper, jnp.nan)
+    grid = jnp.linspace(0.0, upper.astype(W.dtype), num)
     Wn = pow2_normalise(W)
     vals = jax.vmap(lambda g: _nrc3_cov(Wn, Sigma, g))(grid)
     i = jnp.argmin(vals)

@@ -125,9 +125,10 @@ class NCAccumulator:
                 )
         self.dim = None if self.weights is None else self.weights.shape[1]
         self.counts = np.zeros(K, dtype=np.int64)
-        # The rows are scaled by 2^-scale_exp (exact), a power of two near the first batch's
-        # largest entry, so that the scatter's squares neither overflow nor underflow; every
-        # metric here is invariant to that scale, and ``means`` undoes it.
+        # The rows are scaled by 2^-scale_exp (exact), the power of two just above the largest
+        # entry seen so far (a larger batch rescales what is kept), so that the scatter's
+        # squares neither overflow nor underflow; every metric here is invariant to that scale,
+        # and ``means`` undoes it.
         self.scale_exp = 0
         self.shift: np.ndarray | None = None  # mean of the first (scaled) batch (see Moments)
         self.shifted_means: np.ndarray | None = None  # class means minus shift
@@ -170,11 +171,18 @@ class NCAccumulator:
             return self
         K, d = self.num_classes, H.shape[1]
         self.finite = self.finite and finite(H)
+        exp = int(np.frexp(np.max(np.abs(H)))[1]) if finite(H) else self.scale_exp
         if self.shift is None:
-            top = np.max(np.abs(H)) if self.finite else 0.0
-            self.scale_exp = int(np.frexp(top)[1])
-            self.dim, self.shift = d, np.ldexp(H, -self.scale_exp).mean(axis=0)
+            self.scale_exp = exp
+            self.dim, self.shift = d, np.ldexp(H, -exp).mean(axis=0)
             self.shifted_means, self.within = np.zeros((K, d)), np.zeros((d, d))
+        elif exp > self.scale_exp:  # a larger batch: rescale what is kept (exact, by 2^-k)
+            k = exp - self.scale_exp
+            self.shift, self.shifted_means = (
+                np.ldexp(self.shift, -k),
+                np.ldexp(self.shifted_means, -k),
+            )
+            self.within, self.scale_exp = np.ldexp(self.within, -2 * k), exp
         H = np.ldexp(H, -self.scale_exp) - self.shift
         nB = np.bincount(y, minlength=K)
         sums = np.zeros((K, d))
