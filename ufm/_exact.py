@@ -213,28 +213,27 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
     viol = top / jnp.where(penalty > 0, penalty, 1.0) - 1.0
     if data.feature_dim >= n:
         applicable = jnp.ones((), bool)
-    else:
+    elif data.bias != "reg":
+        # Rank constraint active: the Eckart-Young form of ``ufm/_certificate.py`` (data
+        # curvature 1/N). In the basis U, with Z_b any matrix with Z_b^T Z_b = N S (here
+        # sqrt(N) [diag(sqrt(Sigma)); z^T], Sigma diagonal there): Z = (Z_b B A) A^T and
+        # G = -(rho/N) Z_b B; the certificate depends on Z_b only through Z_b^T Z_b.
+        Zb = jnp.sqrt(1.0 * num_samples) * jnp.concatenate(
+            [jnp.diag(jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))), z[None, :]]
+        )
+        constrained, free = eckart_young(
+            Zb @ B @ A,
+            A,
+            -data.ridge / num_samples * (Zb @ B),
+            jnp.where(penalty > 0, penalty, 1.0),
+            1.0 / num_samples,
+        )
+        viol = jnp.where(free, viol, constrained)
+        applicable = jnp.ones((), bool)
+    else:  # a ridge on the bias: certified only where the rank constraint is inactive
         ev = jnp.linalg.eigvalsh(0.5 * (AAT + AAT.T))
         tol = jnp.sqrt(jnp.finfo(ev.dtype).eps) * jnp.maximum(ev[-1], 0.0)
-        free = jnp.sum(ev > tol) < data.feature_dim
-        applicable = free
-        if data.bias != "reg":
-            # Rank constraint active: the Eckart-Young form of ``ufm/_certificate.py`` (data
-            # curvature 1/N). In the basis U, with Z_b any matrix with Z_b^T Z_b = N S (here
-            # sqrt(N) [diag(sqrt(Sigma)); z^T], Sigma diagonal there): Z = (Z_b B A) A^T and
-            # G = -(rho/N) Z_b B; the certificate depends on Z_b only through Z_b^T Z_b.
-            Zb = jnp.sqrt(1.0 * num_samples) * jnp.concatenate(
-                [jnp.diag(jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))), z[None, :]]
-            )
-            constrained, free = eckart_young(
-                Zb @ B @ A,
-                A,
-                -data.ridge / num_samples * (Zb @ B),
-                jnp.where(penalty > 0, penalty, 1.0),
-                1.0 / num_samples,
-            )
-            viol = jnp.where(free, viol, constrained)
-            applicable = jnp.ones((), bool)
+        applicable = jnp.sum(ev > tol) < data.feature_dim
 
     def rot(X):
         X = U @ X @ U.T

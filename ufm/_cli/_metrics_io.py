@@ -12,6 +12,8 @@ import zipfile
 
 import numpy as np
 
+from .._validate import check_real_dtype
+
 _KEY = re.compile(r"^(H|W|b)(?:_(\d+))?$")
 
 
@@ -115,8 +117,7 @@ def _layered(arrays: dict, letter: str) -> list | None:
 def _real(a, name: str, ndim: int, what: str):
     if a.dtype.kind not in "iuf":
         raise ValueError(f"{name} must hold real numbers, got dtype {a.dtype}")
-    if a.dtype.kind == "f" and a.dtype.itemsize < 4:
-        raise ValueError(f"{name} must be float32 or float64, got dtype {a.dtype}")
+    check_real_dtype(a.dtype, name)  # float16: the library's TypeError (exit 2)
     if a.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-D array of shape {what}, got shape {a.shape}")
     if ndim == 2 and a.shape[1] == 0:

@@ -68,8 +68,9 @@ def real_scalar(x, name: str) -> jax.Array:
 
 
 def nonnegative_scalar(x, name: str) -> jax.Array:
-    """A real scalar that, when concrete, is >= 0 (NaN passes: NaN in, NaN out); a traced one
-    is the caller's to guard (a negative value gives NaN)."""
+    """A real scalar that, when concrete, is >= 0; a traced one is the caller's to guard (a
+    negative value gives NaN). Unlike ``_validate.check_nonnegative_scalar`` (for the
+    problems' lambdas), NaN and inf pass: a metric turns them into NaN, it does not refuse."""
     arr = real_scalar(x, name)
     if is_concrete(arr) and float(arr) < 0:
         raise ValueError(f"{name} must be >= 0, got {float(arr)!r}")

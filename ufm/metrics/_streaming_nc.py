@@ -170,8 +170,9 @@ class NCAccumulator:
         if H.shape[0] == 0:
             return self
         K, d = self.num_classes, H.shape[1]
-        self.finite = self.finite and finite(H)
-        exp = int(np.frexp(np.max(np.abs(H)))[1]) if finite(H) else self.scale_exp
+        ok = finite(H)
+        self.finite = self.finite and ok
+        exp = int(np.frexp(np.max(np.abs(H)))[1]) if ok else self.scale_exp
         if self.shift is None:
             self.scale_exp = exp
             self.dim, self.shift = d, np.ldexp(H, -exp).mean(axis=0)
