@@ -41,6 +41,17 @@ advanced by an optax transformation until
   the others to stop too, so the cap bounds that wait; each stop costs the whole batch one
   update pass there (a ``lax.cond`` becomes a ``select``), at most 1/64 more work.
 
+With ``check_every = c`` (``OptaxSolver``'s setting; line searches keep 1) the loop runs blocks
+of ``c - 1`` *light* steps and one tested step. A light step computes the gradient (or the
+small parts it is rebuilt from) and the objective for the optimiser's ``value`` argument; the
+norms the test needs are not used, so XLA drops their passes, and where the optimiser does not
+read ``value`` (momentum, Adam) the objective is a loop variable that feeds nothing and is
+dropped as well. Only the tested step (after every ``c``-th step, and at every record point,
+fixed-point test or chunk end and at ``max_steps``) classifies the run, so a run stops up to
+``c - 1`` steps after its test would first have passed, a divergence is reported up to
+``c - 1`` steps late, and the fixed-point test compares ``f`` and ``||g||`` of two tests. The
+iterates are those of ``c = 1``: light and tested steps make the same update.
+
 With ``record_every = k`` the loop is nested: an outer ``while_loop`` runs chunks of at most
 ``k`` steps (the same inner ``while_loop``) and records ``record_fn(y)`` after each chunk, so
 metrics cost nothing on the other steps, also under ``jax.vmap`` (a ``lax.cond`` would turn
@@ -76,7 +87,8 @@ _CHUNK = 64
 class _Carry(NamedTuple):
     y: Any
     state: Any
-    f: jax.Array
+    f: jax.Array  # the objective at the last tested step
+    value: jax.Array  # the objective at ``y``, for optimisers that read it
     aux: Any  # the gradient, or the small parts the objective rebuilds it from
     gnorm: jax.Array
     step: jax.Array
@@ -125,6 +137,7 @@ def iterate(
     reuse_linesearch_value: bool = False,
     record_every: int | None = None,
     record_fn: Callable[[Any, jax.Array], tuple] | None = None,
+    check_every: int = 1,
 ):
     """Minimise ``fn`` from ``y0`` with ``optimizer``.
 
@@ -136,6 +149,9 @@ def iterate(
             state (``optax.value_and_grad_from_state``) instead of recomputing them.
         record_every, record_fn: record ``record_fn(y, step)`` (a pytree of scalars) at step 0
             and after every ``record_every`` steps.
+        check_every: run the stopping test (and the norms it needs) after every
+            ``check_every``-th step only (see the module docstring); not with
+            ``reuse_linesearch_value``.
 
     Returns:
         ``(y, f, gnorm, num_steps, status, records)``; ``records`` is ``None`` without
@@ -146,6 +162,8 @@ def iterate(
     # objective may supply both (``_solvers._Objective``): then ``aux`` is small and the
     # gradient is rebuilt inside the optimiser's update, where XLA fuses it, instead of being
     # stored in the carry and read back (the loop is bound by memory traffic).
+    if check_every != 1 and reuse_linesearch_value:
+        raise ValueError("check_every > 1 needs an optimiser without a line search")
     fast = callable(getattr(fn, "linearise", None)) and not reuse_linesearch_value
     # Line searches stall at a zero update, tested on every step; other optimisers at a fixed
     # point of the step, tested in ``probed`` (see the module docstring).
@@ -186,12 +204,12 @@ def iterate(
     status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
     zero = jnp.array(0)
     carry = _Carry(
-        y0, state0, f0, aux0, gnorm0, zero, status0, jnp.array(False), zero, jnp.array(1)
+        y0, state0, f0, f0, aux0, gnorm0, zero, status0, jnp.array(False), zero, jnp.array(1)
     )
 
     def update(c: _Carry):
         g = gradient(c.y, c.aux)
-        return optimizer.update(g, c.state, c.y, value=c.f, grad=g, value_fn=fn)
+        return optimizer.update(g, c.state, c.y, value=c.value, grad=g, value_fn=fn)
 
     def all_zero(tree) -> jax.Array:
         return jnp.all(jnp.array([jnp.all(u == 0) for u in jax.tree_util.tree_leaves(tree)]))
@@ -203,16 +221,45 @@ def iterate(
         yscale = jnp.maximum(ynorm, ynorm0)
         if probing:
             status = _classify(f, f0, gnorm, yscale, rtol, atol)
-            # After the first step always: ``f_0`` comes from a separately compiled program,
-            # which may round differently.
+            # After the first test always: ``f_0`` comes from a separately compiled program,
+            # which may round differently. (With ``check_every > 1`` the first test's step is
+            # below ``check_every``, and so may be a later one's, cut short by a record or
+            # chunk end: such a test probes too, which costs one pass.)
             unchanged = (f == c.f) & (gnorm == c.gnorm) & (c.step + 1 >= c.probe_at)
-            probe = unchanged | (c.step == 0)
+            probe = unchanged | (c.step < check_every)
         else:
             status = _classify(f, f0, gnorm, yscale, rtol, atol, all_zero(updates))
             probe = jnp.array(False)
         return c._replace(
-            y=y, state=state, f=f, aux=aux, gnorm=gnorm, step=c.step + 1, status=status, probe=probe
+            y=y,
+            state=state,
+            f=f,
+            value=f,
+            aux=aux,
+            gnorm=gnorm,
+            step=c.step + 1,
+            status=status,
+            probe=probe,
         )
+
+    def light(c: _Carry) -> _Carry:
+        # A step without the test: the gradient's parts and the value only. The norms are
+        # dead code, and so is the value where the optimiser does not read it (XLA removes a
+        # loop variable that feeds nothing else), so the step skips their passes over ``y``.
+        updates, state = update(c)
+        y = optax.apply_updates(c.y, updates)
+        value, aux, _, _ = linearise(y, state)
+        return c._replace(y=y, state=state, value=value, aux=aux, step=c.step + 1)
+
+    def block(c: _Carry, limit) -> _Carry:
+        # ``check_every - 1`` light steps, then a tested one, never past ``limit``.
+        if check_every > 1:
+            stop = jnp.minimum(c.step + (check_every - 1), limit - 1)
+            c = jax.lax.while_loop(lambda c: c.step < stop, light, c)
+        return body(c)
+
+    # A chunk is a whole number of test blocks (at least ``_CHUNK`` steps).
+    chunk = check_every * -(-_CHUNK // check_every)
 
     def running(c: _Carry, limit) -> jax.Array:
         return (c.status == _RUNNING) & (c.step < limit)
@@ -248,8 +295,8 @@ def iterate(
             return jax.lax.while_loop(lambda c: running(c, limit), body, c)
 
         def steps(c: _Carry) -> _Carry:
-            end = c.step + jnp.minimum(limit - c.step, _CHUNK)  # no overflow near 2^31
-            c = jax.lax.while_loop(lambda c: running(c, end) & ~c.probe, body, c)
+            end = c.step + jnp.minimum(limit - c.step, chunk)  # no overflow near 2^31
+            c = jax.lax.while_loop(lambda c: running(c, end) & ~c.probe, lambda c: block(c, end), c)
             return probed(c)
 
         return jax.lax.while_loop(lambda c: running(c, limit), steps, c)

@@ -42,6 +42,7 @@ def _solve_one(problem, solver, key, init, rtol, atol, max_steps, record_every, 
         rtol=rtol,
         atol=atol,
         reuse_linesearch_value=solver.reuse_linesearch_value,
+        check_every=solver.check_every,
         record_every=record_every,
         record_fn=None if record_every is None else _record_fn(problem, to_params, record),
     )

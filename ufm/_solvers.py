@@ -38,7 +38,7 @@ import numpy as np
 import optax
 
 from . import _exact
-from ._validate import is_concrete
+from ._validate import check_int, is_concrete
 
 
 class _Objective:
@@ -73,6 +73,8 @@ class _GradientSolver:
     """Shared part of the solvers that run on all of a problem's variables."""
 
     precondition: bool = True
+    # Steps per stopping test (``ufm/_iterate.py``); only :class:`OptaxSolver` sets it.
+    check_every = 1
 
     def setup(self, problem, key: jax.Array, init):
         """``(objective of y, y0, y -> params)`` with ``y = params / scales`` leaf-wise."""
@@ -127,12 +129,20 @@ class OptaxSolver(_GradientSolver):
     Args:
         precondition: optimise ``H / s_H`` and ``W / s_W`` (see the module docstring);
             ``False`` runs the objective exactly as written.
+        check_every: run the stopping test after every ``check_every``-th step only (and at
+            every record point and at ``max_steps``). The steps in between compute the
+            gradient and, where the optimiser reads it, the objective, but not the norms the
+            test needs: on large problems that saves up to two of a step's passes over ``H``
+            (``benchmarks/dynamics.py``). A run then stops up to ``check_every - 1`` steps
+            after the test would first have passed, and a divergence is reported at the next
+            test; ``num_steps``, ``loss`` and ``grad_norm`` are those of the returned
+            iterate. Default 1 (a test after every step).
     """
 
     default_max_steps = 10_000
     reuse_linesearch_value = False
 
-    def __init__(self, tx, /, *, precondition: bool = True, **hyperparams):
+    def __init__(self, tx, /, *, precondition: bool = True, check_every: int = 1, **hyperparams):
         if isinstance(tx, optax.GradientTransformation):
             if hyperparams:
                 raise TypeError(
@@ -147,8 +157,10 @@ class OptaxSolver(_GradientSolver):
             )
         if not isinstance(precondition, bool):
             raise TypeError(f"precondition must be True or False, got {precondition!r}")
+        check_every = check_int(check_every, "check_every", minimum=1)
         self.tx = tx
         self.precondition = precondition
+        self.check_every = check_every
         traced = {
             k: v
             for k, v in hyperparams.items()
@@ -163,19 +175,23 @@ class OptaxSolver(_GradientSolver):
             tuple(self.traced),
             self.static,
             self.precondition,
+            self.check_every,
         )
 
     @classmethod
     def tree_unflatten(cls, aux, children):
         obj = object.__new__(cls)
-        obj.tx, names, obj.static, obj.precondition = aux
+        obj.tx, names, obj.static, obj.precondition, obj.check_every = aux
         obj.traced = dict(zip(names, children, strict=True))
         return obj
 
     def __repr__(self) -> str:
         name = getattr(self.tx, "__name__", type(self.tx).__name__)
         hp = ", ".join(f"{k}={v}" for k, v in [*self.traced.items(), *self.static])
-        return f"OptaxSolver({name}{', ' + hp if hp else ''}, precondition={self.precondition})"
+        every = f", check_every={self.check_every}" if self.check_every != 1 else ""
+        return (
+            f"OptaxSolver({name}{', ' + hp if hp else ''}, precondition={self.precondition}{every})"
+        )
 
     def optimizer(self) -> optax.GradientTransformationExtraArgs:
         tx = self.tx
@@ -197,6 +213,7 @@ class Exact:
     memory_size: int = 10
     default_max_steps = 2_000
     reuse_linesearch_value = True
+    check_every = 1
 
     def check(self, problem) -> None:
         data = problem.exact_data()
