@@ -28,6 +28,16 @@ This is a numerical minimisation, *not* the soft-threshold closed form of :mod:`
 comparing the two is a check between independent computations. It needs ``rho > 0`` and
 ``lambda_W > 0``.
 
+Fewer features than outputs (``r = d < n``): ``K`` then has ``n - r`` eigenvalues equal to
+``rho`` beside ones of order ``||A||^2``, and forming it loses the small ones once
+``||A||^2 / rho`` nears ``1 / eps`` (``d < n``, lambdas 1e-10, targets of size 1e6: Cholesky
+failed at the start). There every product with ``K^{-1}`` goes through the ridge solution
+``X = (A^T A + rho I_r)^{-1} A^T V = argmin_X ||V - A X||^2 + rho ||X||^2`` (:func:`ridge`,
+from a QR factorisation of ``[A; sqrt(rho) I_r]``, so nothing is squared): ``K^{-1} A = X^T``
+for ``V = I`` (push-through), ``rho K^{-1} V = V - A X`` (a residual, never ``V / rho``), and
+``rho V^T K^{-1} V = ||V - A X||^2 + rho ||X||^2``, a minimum over ``X`` whose value errs only
+to second order in ``X``'s error; its gradient in ``A`` is ``-(V - A X) X^T`` (Danskin).
+
 The data enter only through :func:`moments` (one ``O(N n^2)`` pass): a sweep over lambdas forms
 them once for all its points. The ``n x n`` linear algebra of every step is a Cholesky
 factorisation and triangular solves (LAPACK). Writing them out entry by entry for small ``n``
@@ -75,15 +85,36 @@ def spd_solve(K: jax.Array, B: jax.Array) -> jax.Array:
     return jsl.cho_solve((jnp.linalg.cholesky(K), True), B)
 
 
+def ridge(A: jax.Array, V: jax.Array, rho: jax.Array) -> jax.Array:
+    """``(A^T A + rho I_r)^{-1} A^T V`` for ``A (n, r)``, ``V (n, m)``: the minimiser of
+    ``||V - A X||^2 + rho ||X||^2``, by least squares on ``[A; sqrt(rho) I_r] X ~ [V; 0]`` (QR of
+    the ``(n + r) x r`` stack: backward stable, the conditioning of ``A`` is not squared)."""
+    r = A.shape[1]
+    Qs, Rs = jnp.linalg.qr(jnp.concatenate([A, jnp.sqrt(rho) * jnp.eye(r, dtype=A.dtype)]))
+    return jsl.solve_triangular(Rs, Qs[: A.shape[0]].T @ V, lower=False)
+
+
+def _thin(A: jax.Array) -> bool:
+    """Fewer features than outputs: ``K = A A^T + rho I`` is not formed (module docstring)."""
+    return A.shape[1] < A.shape[0]
+
+
 # -- the reduced problem -----------------------------------------------------------------------
 
 
-def _solve_bias(K, red: Reduced, data: MSEData) -> jax.Array:
-    """The optimal ``b`` for fixed ``K = W W^T + rho I``."""
+def _solve_bias(K, red: Reduced, data: MSEData, A=None) -> jax.Array:
+    """The optimal ``b`` for fixed ``K = W W^T + rho I``: ``rho (rho I + lambda_b K)^{-1} ybar``
+    for a regularised bias. With ``A`` (thin, ``K = None``), as ``(ybar - A' X) / (1 +
+    lambda_b)`` with ``A' = sqrt(lambda_b) A`` and ``X`` the ridge solution for ``V = ybar`` at
+    ``rho (1 + lambda_b)`` (push-through, see the module docstring)."""
     if data.bias == "none":
         return jnp.zeros_like(red.mean)
     if data.bias == "free":
         return red.mean
+    if K is None:
+        A2 = jnp.sqrt(data.lambda_b) * A
+        X = ridge(A2, red.mean[:, None], data.ridge * (1.0 + data.lambda_b))
+        return (red.mean - (A2 @ X)[:, 0]) / (1.0 + data.lambda_b)
     n = red.mean.shape[0]
     M = data.ridge * jnp.eye(n, dtype=K.dtype) + data.lambda_b * K
     return data.ridge * spd_solve(M, red.mean[:, None])[:, 0]
@@ -95,13 +126,21 @@ def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
     With ``K = L L^T`` and ``Sigma = diag(w)`` (the basis of :func:`setup`):
     ``tr(K^{-1} Sigma) = ||L^{-1} diag(sqrt(w))||^2`` and ``z^T K^{-1} z = ||L^{-1} z||^2``."""
     n = A.shape[0]
-    K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-    b = _solve_bias(K, red, data)
-    z = red.mean - b
     root = jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))
-    L = jnp.linalg.cholesky(K)
-    X = jsl.solve_triangular(L, jnp.concatenate([jnp.diag(root), z[:, None]], axis=1), lower=True)
-    val = 0.5 * data.ridge * jnp.sum(X**2)
+    if _thin(A):
+        # rho tr(V^T K^{-1} V) as a ridge minimum (module docstring), V = [diag(root), z].
+        b = _solve_bias(None, red, data, A)
+        V = jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
+        X = jax.lax.stop_gradient(ridge(A, V, data.ridge))
+        val = 0.5 * (jnp.sum((V - A @ X) ** 2) + data.ridge * jnp.sum(X**2))
+    else:
+        K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+        b = _solve_bias(K, red, data)
+        z = red.mean - b
+        L = jnp.linalg.cholesky(K)
+        V = jnp.concatenate([jnp.diag(root), z[:, None]], axis=1)
+        X = jsl.solve_triangular(L, V, lower=True)
+        val = 0.5 * data.ridge * jnp.sum(X**2)
     val = val + 0.5 * data.lambda_W * jnp.sum(A**2)
     if data.bias == "reg":
         val = val + 0.5 * data.lambda_b * jnp.sum(b**2)
@@ -156,9 +195,13 @@ def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
     (cost ``O(N n d)``)."""
     n = A.shape[0]
     U = jnp.eye(n, dtype=A.dtype) if red.U is None else red.U
-    K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-    b = U @ _solve_bias(K, red, data)
-    AQ = spd_solve(K, A) @ red.Q
+    if _thin(A):  # K^{-1} A = X^T for V = I (push-through)
+        b = U @ _solve_bias(None, red, data, A)
+        AQ = ridge(A, jnp.eye(n, dtype=A.dtype), data.ridge).T @ red.Q
+    else:
+        K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+        b = U @ _solve_bias(K, red, data)
+        AQ = spd_solve(K, A) @ red.Q
     H = ((data.targets - b) @ U) @ AQ
     return Params(H, U @ A @ red.Q, b)
 
@@ -200,14 +243,23 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
     eye = jnp.eye(n, dtype=A.dtype)
     U = eye if red.U is None else red.U
     AAT = A @ A.T
-    K = AAT + data.ridge * eye
-    b = _solve_bias(K, red, data)
+    if _thin(A):
+        # K^{-1} A = X^T and P = rho K^{-1} = I - A X for X = ridge(A, I) (module docstring).
+        b = _solve_bias(None, red, data, A)
+        KA = ridge(A, eye, data.ridge).T
+        P = eye - A @ KA.T
+        P = 0.5 * (P + P.T)
+        B = P / data.ridge
+    else:
+        K = AAT + data.ridge * eye
+        b = _solve_bias(K, red, data)
+        B = spd_solve(K, eye)
+        B = 0.5 * (B + B.T)
+        KA, P = B @ A, data.ridge * B
     z = red.mean - b
     S = red.Sigma + jnp.outer(z, z)
-    B = spd_solve(K, eye)
-    B = 0.5 * (B + B.T)
-    core = B @ AAT @ B
-    gtg = data.ridge**2 / num_samples * (B @ S @ B)
+    core = KA @ KA.T
+    gtg = (P @ S @ P) / num_samples
     top = jnp.sqrt(jnp.maximum(jnp.linalg.eigvalsh(0.5 * (gtg + gtg.T))[-1], 0.0))
     penalty = jnp.sqrt(data.lambda_W * data.ridge / num_samples)
     viol = top / jnp.where(penalty > 0, penalty, 1.0) - 1.0
@@ -222,9 +274,9 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
             [jnp.diag(jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))), z[None, :]]
         )
         constrained, free = eckart_young(
-            Zb @ B @ A,
+            Zb @ KA,
             A,
-            -data.ridge / num_samples * (Zb @ B),
+            -(Zb @ P) / num_samples,
             jnp.where(penalty > 0, penalty, 1.0),
             1.0 / num_samples,
         )

@@ -36,9 +36,7 @@ _MESSAGES = {
     ),
     Status.nonfinite: (
         "the objective or its gradient became NaN or inf (diverged): lower the learning rate, "
-        "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0, and with "
-        "d < n a ridge not far below the data's scale: its A A^T + rho I must stay "
-        "positive definite in working precision) and the data"
+        "check the lambdas (the exact solver needs lambda_H > 0 and lambda_W > 0) and the data"
     ),
     Status.saddle: (
         "stopped at a stationary point that is not a global minimum (the global-optimality "
