@@ -123,6 +123,16 @@ OPTIONS = [
     ),
     (["--solver", "adam", "--lr", "nan"], r"--lr must be a finite number > 0, got nan", "lr-nan"),
     (["--lr", "0.1"], r"--lr applies to gd, momentum and adam", "lr-with-exact"),
+    (
+        ["--check-every", "4"],
+        r"--check-every applies to gd, momentum and adam",
+        "check-every-with-exact",
+    ),
+    (
+        ["--solver", "momentum", "--check-every", "0"],
+        r"--check-every must be an int >= 1, got 0",
+        "check-every-zero",
+    ),
     (["--max-steps", "-1"], r"--max-steps must be an int >= 0, got -1", "max-steps-negative"),
     (
         ["--d", str(10**12)],

@@ -42,6 +42,16 @@ def test_check_all_runs_every_problem_kind(capsys):
         assert kind in out
 
 
+def test_check_with_momentum_and_a_test_every_8th_step(capsys):
+    """``--check-every 8`` reaches the closed form too, and stops on a tested step."""
+    args = ["check", "--M", "100", "--solver", "momentum", "--lr", "0.1", "--check-every", "8"]
+    assert main([*args, "--max-steps", "20000"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "solver = momentum" in out
+    steps = int(out.split("solver: ")[1].split(" steps")[0])
+    assert steps % 8 == 0, out
+
+
 def test_check_fails_when_solver_stops_early(capsys):
     assert main(["check", "--solver", "lbfgs", "--max-steps", "2"]) == 1
     assert "FAIL" in capsys.readouterr().out

@@ -16,7 +16,7 @@ import time
 import numpy as np
 
 from .._validate import check_finite, check_memory, check_real_dtype
-from . import _deep
+from . import _deep, _solver_flags
 from ._cache import enable_compilation_cache
 from ._programs import ProgramStore
 
@@ -84,12 +84,9 @@ def register(sub) -> None:
         default="free",
         help="classification bias: none | free (default) | lambda_b (a number)",
     )
-    c.add_argument(
-        "--solver",
-        default=None,
-        help="exact (default for MSE) | lbfgs (default for CE) | gd | momentum | adam",
+    _solver_flags.add_arguments(
+        c, "exact (default for MSE) | lbfgs (default for CE) | gd | momentum | adam"
     )
-    c.add_argument("--lr", type=float, default=None, help="learning rate for gd/momentum/adam")
     c.add_argument("--max-steps", type=int, default=None, dest="max_steps")
     c.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="data and init seed")
     c.add_argument("--dtype", choices=("float64", "float32"), default="float64")
@@ -98,23 +95,6 @@ def register(sub) -> None:
         "--tol", type=float, default=None, help="pass threshold (default 1e-6; 1e-4 in float32)"
     )
     c.set_defaults(run=check)
-
-
-def _solver(name: str | None, lr: float | None):
-    import optax
-
-    if name is None or name in ("exact", "lbfgs"):
-        if lr is not None:
-            raise ValueError(f"--lr applies to gd, momentum and adam, not to --solver {name}")
-        return name
-    makers = {
-        "gd": lambda lr: optax.sgd(lr),
-        "momentum": lambda lr: optax.sgd(lr, momentum=0.9),
-        "adam": lambda lr: optax.adam(lr),
-    }
-    if name not in makers:
-        raise ValueError(f"--solver must be one of exact, lbfgs, gd, momentum, adam; got {name!r}")
-    return makers[name](0.1 if lr is None else lr)
 
 
 def _bias(text: str):
@@ -228,7 +208,7 @@ def check_arguments(args) -> None:
             args.dtype,
             f"--widths {args.widths} with --restarts {args.restarts} is too large for N = {N}",
         )
-    _solver(args.solver, args.lr)
+    _solver_flags.solver(args.solver, args.lr, args.check_every)
 
 
 def _regression(args, ufm):
@@ -293,13 +273,12 @@ def _solve_program():
 
     import ufm
 
-    def solve(problem, seed, solver, lr, max_steps, restarts):
+    def solve(problem, seed, solver, lr, check_every, max_steps, restarts):
         key = jax.random.PRNGKey(seed)
-        return ufm.solve(
-            problem, _solver(solver, lr), key=key, max_steps=max_steps, restarts=restarts
-        )
+        tx = _solver_flags.solver(solver, lr, check_every)
+        return ufm.solve(problem, tx, key=key, max_steps=max_steps, restarts=restarts)
 
-    return jax.jit(solve, static_argnums=(2, 3, 4, 5))
+    return jax.jit(solve, static_argnums=(2, 3, 4, 5, 6))
 
 
 def _prepare_comparison(store, problem) -> None:
@@ -331,7 +310,7 @@ def _run(problem, desc, args, store) -> int:
     import ufm
     from ufm._solvers import resolve_solver
 
-    solver = _solver(args.solver, args.lr)
+    solver = _solver_flags.solver(args.solver, args.lr, args.check_every)
     # ufm.solve's own checks of the solver against the problem, here: inside the compiled
     # program below the lambdas are traced and those checks cannot see them.
     resolve_solver(solver, problem).check(problem)
@@ -348,7 +327,7 @@ def _run(problem, desc, args, store) -> int:
     restarts = args.restarts if deep else None
     # One program (solve with the options static), loaded from disk when warm; the exact
     # solver passes over the data a few times only: compiled quickly (_programs.QUICK).
-    static = (args.solver, args.lr, args.max_steps, restarts)
+    static = (args.solver, args.lr, args.check_every, args.max_steps, restarts)
     inputs = (problem, np.uint32(args.seed))
     quick = name == "exact"
     sol = store.run("solve", _solve_program(), inputs, static, quick=quick, lowered=warm.start)

@@ -11,6 +11,7 @@ import sys
 
 import numpy as np
 
+from . import _solver_flags
 from ._cache import ENV_OFF, enable_compilation_cache
 from .check import _bias, default_targets
 
@@ -95,8 +96,7 @@ def register(sub) -> None:
     c.add_argument("--seeds", type=int, default=1, help="init seeds 0..S-1 per point (1)")
     c.add_argument("--seed", type=int, default=0, help="data seed (0)")
     c.add_argument("--restarts", type=int, default=None, help="best of R random inits")
-    c.add_argument("--solver", default=None, help="exact | lbfgs | gd | momentum | adam")
-    c.add_argument("--lr", type=float, default=None, help="learning rate for gd/momentum/adam")
+    _solver_flags.add_arguments(c, "exact | lbfgs | gd | momentum | adam")
     c.add_argument("--max-steps", type=int, default=None, dest="max_steps")
     c.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     c.add_argument("--chunk-size", type=int, default=None, dest="chunk_size")
@@ -117,26 +117,6 @@ def register(sub) -> None:
         help=f"no persistent compilation cache (also {ENV_OFF}=1)",
     )
     c.set_defaults(run=run)
-
-
-def _solver(name: str | None, lr: float | None):
-    import optax
-
-    import ufm
-
-    if name is None or name in ("exact", "lbfgs"):
-        if lr is not None:
-            raise ValueError(f"--lr applies to gd, momentum and adam, not to --solver {name}")
-        return name
-    lr = 0.1 if lr is None else lr
-    makers = {
-        "gd": lambda: ufm.OptaxSolver(optax.sgd, learning_rate=lr),
-        "momentum": lambda: ufm.OptaxSolver(optax.sgd, learning_rate=lr, momentum=0.9),
-        "adam": lambda: ufm.OptaxSolver(optax.adam, learning_rate=lr),
-    }
-    if name not in makers:
-        raise ValueError(f"--solver must be one of exact, lbfgs, gd, momentum, adam; got {name!r}")
-    return makers[name]()
 
 
 def _targets(args) -> np.ndarray:
@@ -213,7 +193,7 @@ def run(args) -> int:
     import ufm
 
     problem = build_problem(args, DEFAULT_LAMBDA[args.problem])
-    solver = _solver(args.solver, args.lr)
+    solver = _solver_flags.solver(args.solver, args.lr, args.check_every)
     table = ufm.sweep(
         problem,
         grid,
