@@ -130,7 +130,7 @@ OPTIONS = [
     ),
     (
         ["--solver", "momentum", "--check-every", "0"],
-        r"--check-every must be an int >= 1, got 0",
+        r"--check-every must be an int from 1 to 2\*\*30, got 0",
         "check-every-zero",
     ),
     (["--max-steps", "-1"], r"--max-steps must be an int >= 0, got -1", "max-steps-negative"),

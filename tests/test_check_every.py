@@ -137,7 +137,7 @@ def test_vmapped_learning_rates_match_single_solves(kind):
     assert int(batch.num_steps[0]) < int(batch.num_steps[1])
 
 
-@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "4"])
+@pytest.mark.parametrize("bad", [0, -3, True, 2.5, "4", 2**30 + 1])
 def test_check_every_must_be_a_positive_int(bad):
     with pytest.raises((TypeError, ValueError), match="check_every"):
         ufm.OptaxSolver(optax.sgd, learning_rate=0.1, check_every=bad)

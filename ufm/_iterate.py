@@ -47,8 +47,9 @@ small parts it is rebuilt from) and the objective for the optimiser's ``value`` 
 norms the test needs are not used, so XLA drops their passes, and where the optimiser does not
 read ``value`` (momentum, Adam) the objective is a loop variable that feeds nothing and is
 dropped as well. Only the tested step (after every ``c``-th step, and at every record point,
-fixed-point test or chunk end and at ``max_steps``) classifies the run, so a run stops up to
-``c - 1`` steps after its test would first have passed, a divergence is reported up to
+fixed-point test or chunk end and at ``max_steps``) classifies the run, so a run stops at the
+first tested step whose test passes (at most ``c - 1`` steps after the test first held, where
+it keeps holding once it has: with momentum it need not), a divergence is reported up to
 ``c - 1`` steps late, and the fixed-point test compares ``f`` and ``||g||`` of two tests. The
 iterates are those of ``c = 1``: light and tested steps make the same update.
 
@@ -254,7 +255,7 @@ def iterate(
     def block(c: _Carry, limit) -> _Carry:
         # ``check_every - 1`` light steps, then a tested one, never past ``limit``.
         if check_every > 1:
-            stop = jnp.minimum(c.step + (check_every - 1), limit - 1)
+            stop = c.step + jnp.minimum(check_every - 1, limit - 1 - c.step)  # no overflow
             c = jax.lax.while_loop(lambda c: c.step < stop, light, c)
         return body(c)
 

@@ -69,6 +69,9 @@ class _Objective:
         return self.problem.gradient(y, aux, self.scales)
 
 
+_MAX_CHECK_EVERY = 2**30
+
+
 class _GradientSolver:
     """Shared part of the solvers that run on all of a problem's variables."""
 
@@ -133,10 +136,11 @@ class OptaxSolver(_GradientSolver):
             every record point and at ``max_steps``). The steps in between compute the
             gradient and, where the optimiser reads it, the objective, but not the norms the
             test needs: on large problems that saves up to two of a step's passes over ``H``
-            (``benchmarks/dynamics.py``). A run then stops up to ``check_every - 1`` steps
-            after the test would first have passed, and a divergence is reported at the next
-            test; ``num_steps``, ``loss`` and ``grad_norm`` are those of the returned
-            iterate. Default 1 (a test after every step).
+            (``benchmarks/dynamics.py``). A run then stops at the first tested step whose
+            test passes (at most ``check_every - 1`` steps after the test first held, where
+            it keeps holding once it has), and a divergence is reported at the next test;
+            ``num_steps``, ``loss`` and ``grad_norm`` are those of the returned iterate. An
+            int from 1 to ``2**30``; default 1 (a test after every step).
     """
 
     default_max_steps = 10_000
@@ -158,6 +162,8 @@ class OptaxSolver(_GradientSolver):
         if not isinstance(precondition, bool):
             raise TypeError(f"precondition must be True or False, got {precondition!r}")
         check_every = check_int(check_every, "check_every", minimum=1)
+        if check_every > _MAX_CHECK_EVERY:  # the step counter may be int32
+            raise ValueError(f"check_every must be an int <= 2**30, got {check_every}")
         self.tx = tx
         self.precondition = precondition
         self.check_every = check_every

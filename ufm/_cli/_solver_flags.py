@@ -33,8 +33,8 @@ def solver(name: str | None, lr: float | None, check_every: int | None = None):
         return name
     if name not in NAMES:
         raise ValueError(f"--solver must be one of {', '.join(NAMES)}; got {name!r}")
-    if check_every is not None and check_every < 1:
-        raise ValueError(f"--check-every must be an int >= 1, got {check_every}")
+    if check_every is not None and not 1 <= check_every <= 2**30:
+        raise ValueError(f"--check-every must be an int from 1 to 2**30, got {check_every}")
     import optax
 
     import ufm
