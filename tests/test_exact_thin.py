@@ -2,10 +2,12 @@
 
 There ``K = A A^T + rho I`` has ``n - d`` eigenvalues ``rho`` beside ones of order ``||A||^2``;
 with lambdas of 1e-10 and targets of size 1e6 its Cholesky factorisation failed (``nonfinite``
-at step 0 for ``d = 1``, ``stalled`` at 8.5 times the optimal loss for ``d = 2``). The reduced
-objective now goes through ridge solutions instead. Checked here: the new form against the
-``K`` form where both are accurate (an independent numpy computation), and solves in the
-failing corner against the closed form of :mod:`theory`, on the full and the sweep paths."""
+at step 0 for ``d = 1``, ``stalled`` at 8.5 times the optimal loss for ``d = 2``). Where
+``||A||^2 / rho >= 0.01 / eps`` the reduced objective now goes through ridge solutions
+instead (below it, ``K`` is formed: the ridge form's residual ``V - A X`` floored the gradient
+when the rank-``d`` model explains all the variance). Checked here: both forms against an
+independent numpy computation of the ``K`` form where it is accurate, and solves in both
+regimes against the closed form of :mod:`theory`, on the full and the sweep paths."""
 
 import jax
 import jax.numpy as jnp
@@ -43,12 +45,14 @@ def _k_form(A, Sigma_diag, mean, rho, lam_W, bias, lam_b=0.0):
     return val
 
 
+@pytest.mark.parametrize("form", ["ridge", "K"])
 @pytest.mark.parametrize("bias", ["none", "free", "reg"])
 @pytest.mark.parametrize("r", [1, 2])
-def test_thin_form_equals_the_k_form(bias, r):
+def test_thin_form_equals_the_k_form(form, bias, r, monkeypatch):
     """Value and gradient at random ``A (3, r)`` with moderate ``rho``, where ``K`` is well
-    conditioned: the ridge form equals the ``K`` form (value to 1e-13, gradient against
-    central differences of the numpy ``K`` form to 1e-7)."""
+    conditioned, with either form forced: both equal the numpy ``K`` form (value to 1e-13,
+    gradient against its central differences to 1e-7)."""
+    monkeypatch.setattr(_exact, "_k_is_safe", lambda A, rho: jnp.asarray(form == "K"))
     rng = np.random.default_rng(r)
     w = np.array([0.5, 2.0, 7.0])
     mean = np.array([0.3, -1.0, 2.0])
@@ -95,6 +99,21 @@ def test_thin_solves_hold_the_documented_gram_accuracy_at_unit_scale(d):
     assert int(sol.status) == ufm.Status.successful, sol.message
     cmp = theory.compare(sol, p)
     assert max(cmp.errors["WWT"], cmp.errors["feature_gram"]) < 1e-8, cmp.errors
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_rank_deficient_targets_that_d_features_explain(d):
+    """Rank-1 targets x 1e6 with ``d >= 1 = rank`` and moderate lambdas: the fit is complete,
+    so the penalty is all of ``f`` and the Gram matrices are determined. The ridge form alone
+    ended ``max_steps_reached`` here (its residual ``V - A X`` floored the gradient); the
+    ``K`` form, used below its bound, reaches the closed form."""
+    z = np.random.default_rng(0).standard_normal(30)
+    Y = np.outer(z, [1.0, 2.0, -1.0]) * 1e6
+    p = ufm.RegressionUFM(Y, 1e-2, 1e-1, d, bias=False)
+    sol = ufm.solve(p)
+    assert int(sol.status) == ufm.Status.successful, sol.message
+    cmp = theory.compare(sol, p)
+    assert max(cmp.errors["WWT"], cmp.errors["feature_gram"], abs(cmp.errors["loss"])) < 1e-8
 
 
 def test_the_sweep_path_agrees_in_the_same_corner():

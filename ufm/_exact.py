@@ -31,12 +31,16 @@ comparing the two is a check between independent computations. It needs ``rho > 
 Fewer features than outputs (``r = d < n``): ``K`` then has ``n - r`` eigenvalues equal to
 ``rho`` beside ones of order ``||A||^2``, and forming it loses the small ones once
 ``||A||^2 / rho`` nears ``1 / eps`` (``d < n``, lambdas 1e-10, targets of size 1e6: Cholesky
-failed at the start). There every product with ``K^{-1}`` goes through the ridge solution
+failed at the start). Where ``||A||_F^2 / rho >= 0.01 / eps`` (:func:`_k_is_safe`, per
+instance and per evaluation) every product with ``K^{-1}`` goes through the ridge solution
 ``X = (A^T A + rho I_r)^{-1} A^T V = argmin_X ||V - A X||^2 + rho ||X||^2`` (:func:`ridge`,
 from a QR factorisation of ``[A; sqrt(rho) I_r]``, so nothing is squared): ``K^{-1} A = X^T``
 for ``V = I`` (push-through), ``rho K^{-1} V = V - A X`` (a residual, never ``V / rho``), and
 ``rho V^T K^{-1} V = ||V - A X||^2 + rho ||X||^2``, a minimum over ``X`` whose value errs only
 to second order in ``X``'s error; its gradient in ``A`` is ``-(V - A X) X^T`` (Danskin).
+Below that bound ``K`` is formed as for ``d >= n``: its residuals come from triangular solves,
+not from the difference ``V - A X``, whose absolute error ``eps ||V||`` would otherwise floor
+the gradient when a rank-``d`` model explains all the variance.
 
 The data enter only through :func:`moments` (one ``O(N n^2)`` pass): a sweep over lambdas forms
 them once for all its points. The ``n x n`` linear algebra of every step is a Cholesky
@@ -95,8 +99,28 @@ def ridge(A: jax.Array, V: jax.Array, rho: jax.Array) -> jax.Array:
 
 
 def _thin(A: jax.Array) -> bool:
-    """Fewer features than outputs: ``K = A A^T + rho I`` is not formed (module docstring)."""
+    """Fewer features than outputs: ``K = A A^T + rho I`` may be unsafe to form."""
     return A.shape[1] < A.shape[0]
+
+
+def _k_is_safe(A: jax.Array, rho: jax.Array) -> jax.Array:
+    """``||A||_F^2 / rho < 0.01 / eps``: ``K``'s eigenvalues ``rho`` survive its rounding
+    (module docstring). Where they do, the ``K`` form is the more accurate one: a residual
+    ``rho K^{-1} V`` from triangular solves has a small relative error, while ``V - A X`` is a
+    difference with an absolute error ``eps ||V||``, which kept the stopping test from passing
+    when a rank-``d`` model explains all the variance (``d >= rank Sigma``) and the lambdas are
+    small beside it (review, helper-20: rank-1 targets x 1e6, lambdas 1e-2 and 1e-1)."""
+    return jnp.sum(A**2) < (0.01 / jnp.finfo(A.dtype).eps) * rho
+
+
+def _by_safety(A, rho, k_form, ridge_form):
+    """``k_form(A)`` where :func:`_k_is_safe`, else ``ridge_form(A)`` (pytrees alike), per
+    instance and differentiable: the ``K`` form runs at ``A = 0`` where it is not used (``K =
+    rho I``), so neither branch is ever NaN, also under ``jax.vmap`` (where both run)."""
+    safe = _k_is_safe(A, rho)
+    k = k_form(jnp.where(safe, A, jnp.zeros_like(A)))
+    r = ridge_form(A)
+    return jax.tree_util.tree_map(lambda u, v: jnp.where(safe, u, v), k, r)
 
 
 # -- the reduced problem -----------------------------------------------------------------------
@@ -127,20 +151,25 @@ def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
     ``tr(K^{-1} Sigma) = ||L^{-1} diag(sqrt(w))||^2`` and ``z^T K^{-1} z = ||L^{-1} z||^2``."""
     n = A.shape[0]
     root = jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))
-    if _thin(A):
+
+    def k_form(A):
+        K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+        b = _solve_bias(K, red, data)
+        V = jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
+        X = jsl.solve_triangular(jnp.linalg.cholesky(K), V, lower=True)
+        return 0.5 * data.ridge * jnp.sum(X**2), b
+
+    def ridge_form(A):
         # rho tr(V^T K^{-1} V) as a ridge minimum (module docstring), V = [diag(root), z].
         b = _solve_bias(None, red, data, A)
         V = jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
         X = jax.lax.stop_gradient(ridge(A, V, data.ridge))
-        val = 0.5 * (jnp.sum((V - A @ X) ** 2) + data.ridge * jnp.sum(X**2))
+        return 0.5 * (jnp.sum((V - A @ X) ** 2) + data.ridge * jnp.sum(X**2)), b
+
+    if _thin(A):
+        val, b = _by_safety(A, data.ridge, k_form, ridge_form)
     else:
-        K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-        b = _solve_bias(K, red, data)
-        z = red.mean - b
-        L = jnp.linalg.cholesky(K)
-        V = jnp.concatenate([jnp.diag(root), z[:, None]], axis=1)
-        X = jsl.solve_triangular(L, V, lower=True)
-        val = 0.5 * data.ridge * jnp.sum(X**2)
+        val, b = k_form(A)
     val = val + 0.5 * data.lambda_W * jnp.sum(A**2)
     if data.bias == "reg":
         val = val + 0.5 * data.lambda_b * jnp.sum(b**2)
@@ -195,15 +224,34 @@ def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
     (cost ``O(N n d)``)."""
     n = A.shape[0]
     U = jnp.eye(n, dtype=A.dtype) if red.U is None else red.U
-    if _thin(A):  # K^{-1} A = X^T for V = I (push-through)
-        b = U @ _solve_bias(None, red, data, A)
-        AQ = ridge(A, jnp.eye(n, dtype=A.dtype), data.ridge).T @ red.Q
-    else:
-        K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-        b = U @ _solve_bias(K, red, data)
-        AQ = spd_solve(K, A) @ red.Q
-    H = ((data.targets - b) @ U) @ AQ
+    b, KA, _, _ = _k_parts(A, red, data) if not _thin(A) else _parts(A, red, data)
+    b = U @ b
+    H = ((data.targets - b) @ U) @ (KA @ red.Q)
     return Params(H, U @ A @ red.Q, b)
+
+
+def _k_parts(A: jax.Array, red: Reduced, data: MSEData):
+    """``(b*, K^{-1} A, rho K^{-1}, K^{-1})`` with ``K`` formed."""
+    n = A.shape[0]
+    K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
+    B = spd_solve(K, jnp.eye(n, dtype=A.dtype))
+    B = 0.5 * (B + B.T)
+    return _solve_bias(K, red, data), spd_solve(K, A), data.ridge * B, B
+
+
+def _parts(A: jax.Array, red: Reduced, data: MSEData):
+    """:func:`_k_parts`, for thin ``A`` through ridge solutions where ``K`` is unsafe:
+    ``K^{-1} A = X^T`` and ``rho K^{-1} = I - A X`` for ``X = ridge(A, I)`` (module
+    docstring)."""
+
+    def ridge_form(A):
+        eye = jnp.eye(A.shape[0], dtype=A.dtype)
+        KA = ridge(A, eye, data.ridge).T
+        P = eye - A @ KA.T
+        P = 0.5 * (P + P.T)
+        return _solve_bias(None, red, data, A), KA, P, P / data.ridge
+
+    return _by_safety(A, data.ridge, lambda A: _k_parts(A, red, data), ridge_form)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -243,19 +291,7 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
     eye = jnp.eye(n, dtype=A.dtype)
     U = eye if red.U is None else red.U
     AAT = A @ A.T
-    if _thin(A):
-        # K^{-1} A = X^T and P = rho K^{-1} = I - A X for X = ridge(A, I) (module docstring).
-        b = _solve_bias(None, red, data, A)
-        KA = ridge(A, eye, data.ridge).T
-        P = eye - A @ KA.T
-        P = 0.5 * (P + P.T)
-        B = P / data.ridge
-    else:
-        K = AAT + data.ridge * eye
-        b = _solve_bias(K, red, data)
-        B = spd_solve(K, eye)
-        B = 0.5 * (B + B.T)
-        KA, P = B @ A, data.ridge * B
+    b, KA, P, B = _parts(A, red, data) if _thin(A) else _k_parts(A, red, data)
     z = red.mean - b
     S = red.Sigma + jnp.outer(z, z)
     core = KA @ KA.T
