@@ -152,17 +152,19 @@ def reduced_objective(A: jax.Array, red: Reduced, data: MSEData) -> jax.Array:
     n = A.shape[0]
     root = jnp.sqrt(jnp.maximum(jnp.diagonal(red.Sigma), 0.0))
 
+    def columns(b):  # V = [diag(root), z] with z = ybar - b: rho tr(V^T K^{-1} V) is the data
+        return jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
+
     def k_form(A):
         K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
         b = _solve_bias(K, red, data)
-        V = jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
-        X = jsl.solve_triangular(jnp.linalg.cholesky(K), V, lower=True)
+        X = jsl.solve_triangular(jnp.linalg.cholesky(K), columns(b), lower=True)
         return 0.5 * data.ridge * jnp.sum(X**2), b
 
     def ridge_form(A):
-        # rho tr(V^T K^{-1} V) as a ridge minimum (module docstring), V = [diag(root), z].
+        # rho tr(V^T K^{-1} V) as a ridge minimum (module docstring).
         b = _solve_bias(None, red, data, A)
-        V = jnp.concatenate([jnp.diag(root), (red.mean - b)[:, None]], axis=1)
+        V = columns(b)
         X = jax.lax.stop_gradient(ridge(A, V, data.ridge))
         return 0.5 * (jnp.sum((V - A @ X) ** 2) + data.ridge * jnp.sum(X**2)), b
 
@@ -224,25 +226,28 @@ def recover(A: jax.Array, red: Reduced, data: MSEData) -> Params:
     (cost ``O(N n d)``)."""
     n = A.shape[0]
     U = jnp.eye(n, dtype=A.dtype) if red.U is None else red.U
-    b, KA, _, _ = _k_parts(A, red, data) if not _thin(A) else _parts(A, red, data)
+    b, KA, _, _ = _parts(A, red, data)
     b = U @ b
     H = ((data.targets - b) @ U) @ (KA @ red.Q)
     return Params(H, U @ A @ red.Q, b)
 
 
 def _k_parts(A: jax.Array, red: Reduced, data: MSEData):
-    """``(b*, K^{-1} A, rho K^{-1}, K^{-1})`` with ``K`` formed."""
+    """``(b*, K^{-1} A, rho K^{-1}, K^{-1})`` with ``K`` formed (one Cholesky factor)."""
     n = A.shape[0]
     K = A @ A.T + data.ridge * jnp.eye(n, dtype=A.dtype)
-    B = spd_solve(K, jnp.eye(n, dtype=A.dtype))
+    factor = (jnp.linalg.cholesky(K), True)
+    B = jsl.cho_solve(factor, jnp.eye(n, dtype=A.dtype))
     B = 0.5 * (B + B.T)
-    return _solve_bias(K, red, data), spd_solve(K, A), data.ridge * B, B
+    return _solve_bias(K, red, data), jsl.cho_solve(factor, A), data.ridge * B, B
 
 
 def _parts(A: jax.Array, red: Reduced, data: MSEData):
-    """:func:`_k_parts`, for thin ``A`` through ridge solutions where ``K`` is unsafe:
+    """:func:`_k_parts`; for thin ``A`` through ridge solutions where ``K`` is unsafe:
     ``K^{-1} A = X^T`` and ``rho K^{-1} = I - A X`` for ``X = ridge(A, I)`` (module
     docstring)."""
+    if not _thin(A):
+        return _k_parts(A, red, data)
 
     def ridge_form(A):
         eye = jnp.eye(A.shape[0], dtype=A.dtype)
@@ -291,7 +296,7 @@ def reduced_optimum(A: jax.Array, red: Reduced, data: MSEData, num_samples: int)
     eye = jnp.eye(n, dtype=A.dtype)
     U = eye if red.U is None else red.U
     AAT = A @ A.T
-    b, KA, P, B = _parts(A, red, data) if _thin(A) else _k_parts(A, red, data)
+    b, KA, P, B = _parts(A, red, data)
     z = red.mean - b
     S = red.Sigma + jnp.outer(z, z)
     core = KA @ KA.T
