@@ -191,6 +191,7 @@ def main(argv=None):
         f"{bw_triad / 1e9:.1f} GB/s; floor uses {bw / 1e9:.1f} GB/s",
         flush=True,
     )
+    C = args.check_every
     rows = []
     for M in (int(float(s)) for s in args.sizes.split(",")):
         k1, k2 = (10, 60) if M <= 20_000 else (3, 13)
@@ -202,7 +203,6 @@ def main(argv=None):
                 t_ufm = ufm_per_step(problem, kind, k1, k2, args.repeats)
                 # Whole blocks of C steps (C - 1 light, 1 tested), so the difference keeps the
                 # test's share of 1/C.
-                C = args.check_every
                 c1, c2 = C, C * (1 + max(1, round((k2 - k1) / C)))
                 t_check = ufm_per_step(problem, kind, c1, c2, args.repeats, C)
                 floor = floor_bytes(M, n, d, item, kind) / bw
@@ -217,7 +217,6 @@ def main(argv=None):
                     f"{t_torch * 1e3:.2f} ms ({impl})",
                     flush=True,
                 )
-    C = args.check_every
     print(
         f"\nufm: the stopping test after every step (the default); ufm/{C}: "
         f"OptaxSolver(..., check_every={C})\n"

@@ -69,7 +69,8 @@ class _Objective:
         return self.problem.gradient(y, aux, self.scales)
 
 
-_MAX_CHECK_EVERY = 2**30
+# The largest ``check_every`` (the step counter may be int32); the CLI checks against it too.
+MAX_CHECK_EVERY = 2**30
 
 
 class _GradientSolver:
@@ -162,7 +163,7 @@ class OptaxSolver(_GradientSolver):
         if not isinstance(precondition, bool):
             raise TypeError(f"precondition must be True or False, got {precondition!r}")
         check_every = check_int(check_every, "check_every", minimum=1)
-        if check_every > _MAX_CHECK_EVERY:  # the step counter may be int32
+        if check_every > MAX_CHECK_EVERY:
             raise ValueError(f"check_every must be an int <= 2**30, got {check_every}")
         self.tx = tx
         self.precondition = precondition

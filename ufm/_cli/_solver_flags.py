@@ -33,11 +33,13 @@ def solver(name: str | None, lr: float | None, check_every: int | None = None):
         return name
     if name not in NAMES:
         raise ValueError(f"--solver must be one of {', '.join(NAMES)}; got {name!r}")
-    if check_every is not None and not 1 <= check_every <= 2**30:
-        raise ValueError(f"--check-every must be an int from 1 to 2**30, got {check_every}")
     import optax
 
     import ufm
+    from ufm._solvers import MAX_CHECK_EVERY
+
+    if check_every is not None and not 1 <= check_every <= MAX_CHECK_EVERY:
+        raise ValueError(f"--check-every must be an int from 1 to 2**30, got {check_every}")
 
     factory, extra = {
         "gd": (optax.sgd, {}),
