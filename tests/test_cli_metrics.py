@@ -10,6 +10,7 @@ import pytest
 
 import ufm.metrics as um
 from ufm._cli import main
+from ufm._cli.metrics import DEEP_NRC_NAMES
 
 # The CLI jits the full-array functions; jitting the same functions here shares the compiled
 # programs (compiling them op by op would dominate the test time).
@@ -49,6 +50,8 @@ def run_json(capsys, *args):
 
 
 def per_layer(doc, key):
+    """A per-layer metric by its library key (``deep_nrc``'s ``nrc1`` prints as deep_nrc1)."""
+    key = DEEP_NRC_NAMES.get(key, key) if doc["task"] == "regression" else key
     return np.array(
         [np.nan if r["metrics"][key] is None else r["metrics"][key] for r in doc["layers"]]
     )
@@ -85,7 +88,16 @@ def test_regression_in_memory_and_streaming_agree_with_the_functions(tmp_path, c
     assert main(["metrics", str(f)]) == 0
     out = capsys.readouterr().out
     assert "deep neural regression collapse" in out and "layer 2" in out
-    assert "first collapsed layer (nrc1 < 1e-2): layer 2" in out and "grid-fitted gamma" in out
+    assert "first collapsed layer (deep_nrc1 < 1e-2): layer 2" in out
+    # every printed name means one definition: the per-layer deep NRC (Rangamani & Unal) and
+    # the head's NRC of Andriopoulos et al. never share a name
+    names = [line.split()[0] for line in out.splitlines() if line.strip()]
+    for name in ("nrc1", "nrc2", "nrc3", "gamma", "deep_nrc1", "deep_nrc4"):
+        assert names.count(name) == 1, (name, out)
+    assert set(full["head"]) == {"nrc1", "nrc2", "nrc3", "gamma"}
+    layer_names = set(full["layers"][0]["metrics"])
+    assert {"deep_nrc1", "deep_nrc2", "deep_nrc3", "deep_nrc4"} <= layer_names
+    assert not layer_names & set(full["head"])
 
 
 def test_classification_with_a_head_and_hidden_layers(tmp_path, capsys):
@@ -117,7 +129,8 @@ def test_single_layer_files_without_weights(tmp_path, capsys):
     for extra in ((), ("--streaming",)):
         doc = run_json(capsys, f, *extra)
         assert doc["num_targets"] == 1 and doc["head"] is None
-        assert "nrc3" not in doc["layers"][0]["metrics"]
+        assert "deep_nrc3" not in doc["layers"][0]["metrics"]
+        assert "deep_nrc1" in doc["layers"][0]["metrics"]
     _, _, _, y = classification_arrays()
     np.savez(f, H=Hs[0], labels=y)
     doc = run_json(capsys, f, "--streaming")
@@ -209,6 +222,7 @@ def test_help_documents_the_formats(capsys):
         assert phrase in out
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ufm") is None, reason="the ufm command is not installed")
 def test_installed_command_reports_bad_input_without_traceback(tmp_path):
     f = _save(tmp_path / "bad.npz", H=NAN_H, Y=Y)

@@ -7,6 +7,23 @@ to the closed form, with the theoretical thresholds drawn over each panel: the c
 away where ``c = lambda_H lambda_W`` passes its eigenvalue), ``kappa = K sqrt(n lambda_W
 lambda_H) = 1`` for balanced classification, ``kappa_i = kappa_crit`` for deep UFMs. It uses
 ``matplotlib.figure.Figure`` directly (no pyplot), so it runs headless.
+
+Rounding level. A value no computation in the table's dtype can tell from 0 is drawn in one
+grey ("below rounding", the colour bar's lower extension), never on the colour scale, where
+rounding noise would read as structure. With ``eps`` the machine epsilon of the table's dtype
+and ``ROUNDING = 16``:
+
+* loss gap: ``|loss - loss_theory| <= ROUNDING eps L``, ``L`` the largest ``|loss|`` or
+  ``|loss_theory|`` in the table: a loss is a sum whose terms reach the data's scale (the loss
+  at ``W = 0``, which a sweep across the thresholds reaches), so its rounding is ``eps`` of that
+  scale, not of the (possibly much smaller) optimal loss;
+* squared-distance metrics (NRC1-NRC3, NC1, the layer metrics; values in [0, 4]):
+  ``value <= ROUNDING eps``. A solution is determined to about ``sqrt(eps)`` relative (the
+  objective to ``eps``), so a squared distance below a few ``eps`` is not a measurement;
+* norm-type metrics (``nc2``, an ETF distance): ``value <= sqrt(ROUNDING eps)``.
+
+Metric cells whose found rank is 0 (the solution is ``W = 0`` up to rounding) are left blank:
+a scale-free metric of a zero matrix is not defined there.
 """
 
 from __future__ import annotations
@@ -15,15 +32,20 @@ import numpy as np
 
 # Metric panel: the first of these columns (or its layer-1 value) that holds a finite value.
 METRIC_ORDER = ("nrc1", "nc1", "nrc3", "nc2")
+# Values within ROUNDING eps (relative where the quantity has a scale) are "below rounding".
+ROUNDING = 16
+# Metrics that are distances (not squared): their rounding level is sqrt(ROUNDING eps).
+NORM_METRICS = ("nc2",)
+UNDER_COLOUR = "0.8"  # light grey: below rounding
 
 
 def _lazy_matplotlib():
     try:
-        from matplotlib import colors
+        from matplotlib import colormaps, colors
         from matplotlib.figure import Figure
     except ImportError as err:
         raise ImportError("ufm.plot needs matplotlib: pip install 'ufm[plot]'") from err
-    return Figure, colors
+    return Figure, colors, colormaps
 
 
 def _edges(v: np.ndarray) -> np.ndarray:
@@ -64,6 +86,27 @@ def _field(table, name: str, rows: np.ndarray) -> np.ndarray:
     return np.where(rows >= 0, col[np.maximum(rows, 0)], np.nan)
 
 
+def _table_eps(table, dtype) -> float:
+    """Machine epsilon of ``dtype``, else of the table's float columns (float64 from CSV)."""
+    if dtype is None:
+        dtype = table.meta.get("dtype") if hasattr(table, "meta") else None
+    if dtype is None:
+        dtype = np.asarray(table["loss"]).dtype
+    return float(np.finfo(np.dtype(dtype)).eps)
+
+
+def rounding_level(table, col: str, rows: np.ndarray, eps: float) -> np.ndarray:
+    """Per cell, the largest ``|value|`` of column ``col`` that is rounding (module docstring)."""
+    if col == "loss_gap":
+        loss = np.abs(np.asarray(table["loss"], np.float64))
+        theory = np.abs(np.asarray(table["loss_theory"], np.float64))
+        scale = np.nanmax(np.concatenate([loss, theory, [0.0]]))
+        return np.full(rows.shape, ROUNDING * eps * scale)
+    base = col.split("_layer")[0]
+    level = np.sqrt(ROUNDING * eps) if base in NORM_METRICS else ROUNDING * eps
+    return np.full(rows.shape, level)
+
+
 def phase_diagram(
     table,
     path=None,
@@ -74,6 +117,7 @@ def phase_diagram(
     fixed: dict | None = None,
     thresholds: bool = True,
     title: str | None = None,
+    dtype=None,
 ):
     """Three panels over the ``(x, y)`` plane: collapse rank, a collapse metric, loss gap.
 
@@ -86,14 +130,19 @@ def phase_diagram(
             solver's ``n x n`` path measures ``nrc3``/``nc2``).
         fixed: values of other grid keys that vary in the table, e.g. ``{"lambda_b": 0.1}``.
         thresholds: draw the table's theoretical thresholds (``table.meta["thresholds"]``).
+        dtype: the dtype the sweep ran in, for the rounding level (default:
+            ``table.meta["dtype"]``, else the dtype of the ``loss`` column; float64 from CSV).
 
     With several seeds per cell each panel shows the seed with the lowest finite loss; cells
-    whose best seed did not end ``successful`` are marked with a cross.
+    whose best seed did not end ``successful`` are marked with a cross. On the metric and
+    loss-gap panels (log10 of the absolute value) cells at rounding level are grey, the colour
+    bar's lower extension (module docstring); blank cells have no value (not measured, no row,
+    or a metric at found rank 0). Legends sit below the panels, outside the cells.
 
     Returns:
         The ``matplotlib.figure.Figure``.
     """
-    Figure, colors = _lazy_matplotlib()
+    Figure, colors, _ = _lazy_matplotlib()
     for k in (x, y):
         if k not in table:
             raise ValueError(f"the table has no column {k!r}; its columns are {table.names}")
@@ -104,23 +153,25 @@ def phase_diagram(
         names = [n for m in METRIC_ORDER for n in (m, f"{m}_layer1")]
         found = [m for m in names if m in table and np.any(np.isfinite(table[m]))]
         metric = found[0] if found else None
-    floor = 1e-17
+    eps = _table_eps(table, dtype)
     panels = [("rank", "collapse rank (found)", False)]
     if metric is not None:
         panels.append((metric, f"{metric} (log10)", True))
     panels.append(("loss_gap", "|loss gap| to closed form (log10)", True))
-    fig = Figure(figsize=(5.2 * len(panels), 4.4), layout="constrained")
+    fig = Figure(figsize=(5.2 * len(panels), 5.0), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
     ex, ey = _edges(xs), _edges(ys)
     status = np.asarray(table["status"])
     failed = (rows >= 0) & (status[np.maximum(rows, 0)] != "successful")
+    rank = _field(table, "rank", rows)
     for ax, (col, label, log) in zip(axes, panels, strict=True):
         Z = _field(table, col, rows)
         if log:
-            Z = np.abs(Z)
-            positive = Z[np.isfinite(Z) & (Z > 0)]
-            Z = np.log10(np.maximum(Z, positive.min() if positive.size else floor))
-            mesh = ax.pcolormesh(ex, ey, Z, cmap="viridis", shading="flat")
+            mesh, note, any_real = _log_panel(ax, (ex, ey), table, col, rows, Z, rank, eps)
+            cb = fig.colorbar(mesh, ax=ax, extend="min", extendfrac=0.08)
+            cb.set_label(note, fontsize=8)
+            if not any_real:
+                cb.set_ticks([])  # no value above rounding: the scale has nothing to show
         else:
             top = int(np.nanmax(Z)) if np.any(np.isfinite(Z)) else 1
             cmap = colors.ListedColormap(
@@ -131,9 +182,8 @@ def phase_diagram(
             )
             norm = colors.BoundaryNorm(np.arange(-0.5, top + 1.5), cmap.N)
             mesh = ax.pcolormesh(ex, ey, Z, cmap=cmap, norm=norm, shading="flat")
-        cb = fig.colorbar(mesh, ax=ax)
-        if not log:
-            cb.set_ticks(np.arange(0, int(np.nanmax(np.nan_to_num(Z))) + 1))
+            cb = fig.colorbar(mesh, ax=ax)
+            cb.set_ticks(np.arange(0, top + 1))
         if np.any(failed):
             fy, fx = np.nonzero(failed)
             ax.plot(xs[fx], ys[fy], "x", color="red", ms=4, label="not successful")
@@ -146,6 +196,15 @@ def phase_diagram(
         ax.set_xlabel(x)
         ax.set_ylabel(y)
         ax.set_title(label, fontsize=10)
+        handles, labels = ax.get_legend_handles_labels()
+        if handles:  # below the panel, outside the cells
+            ax.legend(
+                fontsize=7,
+                loc="upper center",
+                bbox_to_anchor=(0.5, -0.16),
+                ncol=min(len(handles), 2),
+                frameon=False,
+            )
     if title:
         fig.suptitle(title)
     if path is not None:
@@ -162,8 +221,40 @@ def _draw_thresholds(ax, thresholds, x: str, y: str, ex: np.ndarray) -> None:
         if set(powers) != {x, y} or powers[y] == 0:
             continue
         yy = (t["value"] / xx ** powers[x]) ** (1.0 / powers[y])
-        ax.plot(xx, yy, color="white", lw=1.4, ls=styles[i % len(styles)], label=t["label"])
-    if thresholds:
-        handles, labels = ax.get_legend_handles_labels()
-        if handles:
-            ax.legend(fontsize=7, loc="lower left", framealpha=0.6)
+        ax.plot(xx, yy, color="black", lw=1.2, ls=styles[i % len(styles)], label=t["label"])
+
+
+def _log_panel(ax, edges, table, col, rows, Z, rank, eps):
+    """``log10 |Z|`` with the cells at rounding level in the colour map's "under" colour.
+
+    Returns the mesh, the colour bar's note and whether any cell is above rounding."""
+    A = np.abs(Z)
+    level = rounding_level(table, col, rows, eps)
+    if col != "loss_gap":
+        A = np.where(rank == 0, np.nan, A)  # scale-free metric of W = 0: not defined
+    rounding = np.isfinite(A) & (A <= level)
+    real = np.isfinite(A) & ~rounding
+    L = np.log10(np.where(real, A, 1.0))
+    # the scale starts at the lowest real value or the lowest rounding level, whichever is lower
+    ends = [np.min(L[real])] if np.any(real) else []
+    ends += [np.log10(np.min(level[rounding]))] if np.any(rounding) and np.min(level) > 0 else []
+    vmin = float(min(ends)) if ends else -16.0
+    vmax = float(np.max(L[real])) if np.any(real) else vmin + 1.0
+    vmax = max(vmax, vmin + 1e-3)
+    shown = np.where(real, L, np.where(rounding, vmin - 1.0, np.nan))
+    _, colors, colormaps = _lazy_matplotlib()
+    cmap = colormaps["viridis"].with_extremes(under=UNDER_COLOUR, bad="white")
+    norm = colors.Normalize(vmin=vmin, vmax=vmax)
+    mesh = ax.pcolormesh(*edges, np.ma.masked_invalid(shown), cmap=cmap, norm=norm)
+    if col == "loss_gap":
+        what = f"{ROUNDING} eps max|loss|"
+    elif col.split("_layer")[0] in NORM_METRICS:
+        what = f"sqrt({ROUNDING} eps)"
+    else:
+        what = f"{ROUNDING} eps"
+    note = f"grey: rounding, <= {what} ({int(rounding.sum())} cells)"
+    if not np.any(real):
+        note = f"all cells at rounding level (<= {what})"
+    if np.any(~np.isfinite(A) & (rows >= 0)):
+        note += "; blank: no value"
+    return mesh, note, bool(np.any(real))

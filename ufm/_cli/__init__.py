@@ -3,7 +3,9 @@
 
 Each sub-command lives in its own module with ``register(subparsers)``, which adds its parser
 and sets ``run=fn(args) -> int``. Exit status: what the sub-command returns (0 success, 1 a
-failed check), 2 for bad arguments or bad input files, never a traceback for those.
+failed check), 2 for bad arguments or bad input files, never a traceback for those. ``ufm``
+with no arguments prints the help to stdout and exits 0; ``ufm --version`` prints
+``ufm <version>`` (``ufm.__version__``) and exits 0.
 """
 
 from __future__ import annotations
@@ -19,11 +21,26 @@ from .check import default_targets as default_targets
 COMMANDS = (check, metrics, sweep)
 
 
+EPILOG = """\
+Run 'ufm COMMAND --help' for a command's options. 'ufm' alone prints this help (exit 0).
+Exit status: 0 success, 1 a failed check, 2 bad arguments or bad input (a one-line message)."""
+
+
+def _version() -> str:
+    from ufm import __version__
+
+    return __version__
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="ufm", description="Unconstrained Feature Model: solve, check against theory."
+        prog="ufm",
+        description="Unconstrained Feature Model: solve, check against theory.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in COMMANDS:
         module.register(sub)
     return p
@@ -31,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    if not (sys.argv[1:] if argv is None else argv):
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -8,8 +8,13 @@ Input: an ``.npz`` archive (``np.savez``) or a directory of ``.npy`` files, with
 * ``Y`` ``(N, n)`` or ``(N,)``: regression targets, **or** ``labels`` ``(N,)`` integers with
   optional ``num_classes`` (a scalar; default ``max(labels) + 1``) for classification.
 
-Regression prints the deep NRC metrics of Rangamani & Unal per layer and, when the last weight
-has ``n`` rows (the head), NRC1-NRC3 of Andriopoulos et al. with the grid-fitted gamma.
+Regression prints the deep NRC metrics of Rangamani & Unal per layer, named ``deep_nrc1`` ...
+``deep_nrc4`` (the keys ``nrc1`` ... ``nrc4`` of :func:`ufm.metrics.deep_nrc`), and, when the
+last weight has ``n`` rows (the head), ``nrc1``-``nrc3`` of Andriopoulos et al.
+(:func:`ufm.metrics.nrc1` ... :func:`ufm.metrics.nrc3`) at the fitted ``gamma``
+(:func:`ufm.metrics.fit_gamma`). The two families are different definitions and never share a
+name: ``deep_nrc1`` is the fraction of feature *variance* outside the top-``n`` principal
+directions, ``nrc1`` the mean energy of the *normalised, uncentred samples* outside them.
 Classification prints NC1-NC4 per layer; NC2 of the weights, NC3 and NC4 for each layer whose
 weight has ``num_classes`` rows (the classifier).
 
@@ -40,7 +45,14 @@ uncompressed .npz (np.savez, not np.savez_compressed); NC4 reads the features tw
 (regression) or "num_classes"}. A metric that is not defined at a layer (NaN, e.g. nc4 where
 the weight has no row per class) is written as null, so the output is valid JSON; every other
 value is a number. The table shows such a value as '-'. NaN or inf in the input is an error
-(exit 2), never a NaN metric."""
+(exit 2), never a NaN metric.
+
+Names. Regression layers: deep_nrc1 (variance outside the top-n PCA), deep_nrc2 (linear CKA of
+H and Y), deep_nrc3 (mean cosine between the top-n PCA and W's input subspace), deep_nrc4
+(least-squares probe MSE), Rangamani & Unal (CPAL 2026); "head": nrc1 (normalised samples'
+energy outside the top-n PCA), nrc2 (outside W's row space), nrc3 (distance of W W^T to
+(Sigma^1/2 - sqrt(gamma))_+ at the fitted gamma), gamma, Andriopoulos et al. (NeurIPS 2024).
+Classification layers: nc1 ... nc4 of Papyan, Han & Donoho (PNAS 2020) and variants."""
 
 
 def register(sub) -> None:
@@ -126,7 +138,7 @@ def compute_streaming(data, batch_size: int) -> tuple[dict, dict | None]:
 
 
 def _andriopoulos(H, W, Y) -> dict:
-    """NRC1-NRC3 of the head, with the grid-fitted gamma (full arrays)."""
+    """NRC1-NRC3 of the head, at the fitted gamma (full arrays)."""
     from ufm import metrics as um
 
     gamma, nrc3 = um.fit_gamma(W, Y)
@@ -185,17 +197,21 @@ def _per_layer(res: dict, L: int) -> list[dict]:
 # ----------------------------------------------------------------------------------------------
 # Printing
 
+# The per-layer regression metrics of ufm.metrics.deep_nrc (Rangamani & Unal) under their own
+# names: ``nrc1`` ... ``nrc3`` are the head's metrics of Andriopoulos et al., other definitions.
+DEEP_NRC_NAMES = {f"nrc{i}": f"deep_nrc{i}" for i in range(1, 5)}
+
 _DESCRIPTIONS = {
-    "nrc1": "noise fraction outside the top-n PCA",
-    "nrc2": "linear CKA(H, Y), all columns",
-    "nrc3": "mean cos, PCA vs W input subspace",
-    "nrc4": "probe MSE, P = pinv(H, 1e-3) Y_c",
+    "deep_nrc1": "variance fraction outside the top-n PCA",
+    "deep_nrc2": "linear CKA(H, Y), all columns",
+    "deep_nrc3": "mean cos, PCA vs W input subspace",
+    "deep_nrc4": "probe MSE, P = pinv(H, 1e-3) Y_c",
     "srank_features": "sum e / e_1 of Sigma_H",
     "srank_features_sq": "sum e^2 / e_1^2 (authors' code)",
     "srank_weights": "||W||_F^2 / ||W||_2^2",
     "srank_targets": "sum l / l_1 of Sigma_Y",
     "srank_targets_sq": "sum l^2 / l_1^2 (authors' code)",
-    "collapsed": "1 if nrc1 < 1e-2",
+    "collapsed": "1 if deep_nrc1 < 1e-2",
     "nc1": "tr(Sigma_W Sigma_B^+) / K",
     "nc2": "ETF distance, centred means",
     "nc2_equinorm": "std/mean of centred mean norms",
@@ -234,6 +250,8 @@ def metrics(args) -> int:
         res, head = compute_streaming(data, args.batch_size)
     else:
         res, head = compute_full(data)
+    if data["task"] == "regression":
+        res = {DEEP_NRC_NAMES.get(k, k): v for k, v in res.items()}
     dims = [int(h.shape[1]) for h in data["H"]]
     layers = _per_layer(res, len(dims))
     first = float(res["first_collapsed"]) if "first_collapsed" in res else None
@@ -269,10 +287,17 @@ def metrics(args) -> int:
     print(_table(layers))
     if first is not None:
         where = "none" if first == len(dims) else f"layer {first:.0f}"
-        print(f"first collapsed layer (nrc1 < 1e-2): {where}")
+        print(f"first collapsed layer (deep_nrc1 < 1e-2): {where}")
     if head is not None:
-        print(f"\nhead (layer {len(dims) - 1}): NRC of Andriopoulos et al. (NeurIPS 2024)")
-        print(f"  nrc1 = {_fmt(head['nrc1'])}   normalised energy outside the top-n PCA")
-        print(f"  nrc2 = {_fmt(head['nrc2'])}   normalised energy outside the row space of W")
-        print(f"  nrc3 = {_fmt(head['nrc3'])}   at the grid-fitted gamma = {_fmt(head['gamma'])}")
+        print(f"\nhead (layer {len(dims) - 1}): NRC1-NRC3 of Andriopoulos et al. (NeurIPS 2024)")
+        print(
+            f"  nrc1  = {_fmt(head['nrc1']):<12} normalised samples' energy outside the top-n PCA"
+        )
+        print(
+            f"  nrc2  = {_fmt(head['nrc2']):<12} normalised samples' energy outside W's row space"
+        )
+        print(
+            f"  nrc3  = {_fmt(head['nrc3']):<12} W W^T vs (Sigma^1/2 - sqrt(gamma))_+, normalised"
+        )
+        print(f"  gamma = {_fmt(head['gamma']):<12} argmin of nrc3 over [0, lambda_min(Sigma)]")
     return 0

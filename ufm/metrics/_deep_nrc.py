@@ -4,7 +4,11 @@ Layer ``l`` has features ``H (N, p)`` (the *input* of its linear map; for a conv
 global-average-pooled input) and weight ``W_l (out, p)``; the targets ``Y (N, n)`` are shared.
 ``Y_c``, ``H_c`` are the column-centred arrays, ``Sigma_H = H_c^T H_c / N`` with eigenvalues
 ``e_1 >= ... >= e_p`` and eigenvectors ``v_i``; ``k = min(n, p)``. Definitions of THEORY.md
-section 5, read in the authors' code (altayunal/neural-collapse-regression):
+section 5, read in the authors' code (altayunal/neural-collapse-regression). The keys ``nrc1``
+... ``nrc4`` below are *these* definitions, not those of :func:`ufm.metrics.nrc1` ...
+:func:`ufm.metrics.nrc3` (Andriopoulos et al., NeurIPS 2024, measured on the head): ``nrc1`` here
+is a fraction of feature variance, there a mean energy of normalised uncentred samples. Printed
+and written next to those (``ufm metrics``), they are named ``deep_nrc1`` ... ``deep_nrc4``.
 
 * ``nrc1`` (noise fraction) ``= sum_{i>k} e_i / sum_i e_i``: the variance outside the top-``k``
   principal directions. Tends to 0. A layer with ``p <= n`` dimensions gives 0 (nothing is

@@ -38,6 +38,9 @@ from collections.abc import Callable, Iterable
 
 import numpy as np
 
+from ._checks import check_option
+from ._regression import FIT_GAMMA_METHODS, gamma_candidates
+
 # ----------------------------------------------------------------------------------------------
 # Helpers shared by the accumulators (numpy, float64)
 
@@ -212,7 +215,7 @@ class NRCAccumulator:
     * ``nrc2 = tr(B_perp^T G~ B_perp) / M`` (:func:`ufm.metrics.nrc2`);
     * ``nrc3 = ||W W^T/||W W^T|| - S/||S|| ||^2``, ``S = (Sigma^{1/2} - sqrt(gamma) I)_+``
       from the target covariance ``Sigma`` over ``M`` (:func:`ufm.metrics.nrc3`), at the
-      ``gamma`` passed to :meth:`result` or, by default, at the grid fit of
+      ``gamma`` passed to :meth:`result` or, by default, at the fit of
       :func:`ufm.metrics.fit_gamma`.
 
     Each is a sum of non-negative terms, so there is no cancellation near collapse.
@@ -281,15 +284,19 @@ class NRCAccumulator:
         return self
 
     @quiet
-    def result(self, gamma=None, *, grid: int = 1000, upper=None) -> dict[str, float]:
+    def result(
+        self, gamma=None, *, grid: int = 1000, upper=None, method: str = "exact"
+    ) -> dict[str, float]:
         """``{"nrc1", "nrc2", "nrc3", "gamma"}`` as Python floats (NRC2/NRC3 only with weights,
-        NRC3 only with targets). ``gamma=None`` fits it on ``linspace(0, upper, grid)``
-        (``upper`` defaults to ``lambda_min(Sigma)``), as :func:`ufm.metrics.fit_gamma`."""
+        NRC3 only with targets). ``gamma=None`` fits it on ``[0, upper]`` (``upper`` defaults
+        to ``lambda_min(Sigma)``) as :func:`ufm.metrics.fit_gamma` with the same ``method``
+        (``"exact"``, or ``"linear_grid"`` on ``grid`` points)."""
         M = self.count
         if M == 0:
             raise ValueError("no samples: call update with at least one non-empty batch")
         if gamma is not None and float(gamma) < 0:
             raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+        check_option(method, "method", FIT_GAMMA_METHODS)
         if self.n is None:
             raise ValueError("the target dimension is unknown: pass n=, weights= or targets")
         nan = float("nan")
@@ -322,12 +329,7 @@ class NRCAccumulator:
             out["nrc3"] = out["gamma"] = nan
             return out
         if gamma is None:
-            top = np.linalg.eigvalsh(0.5 * (Sigma + Sigma.T))[0] if upper is None else upper
-            g = np.linspace(0.0, max(float(top), 0.0), grid)
-            spectrum = eigh_desc(Sigma)
-            vals = np.array([nrc3_from_cov(W, Sigma, x, spectrum) for x in g])
-            i = int(np.argmin(vals))
-            out["nrc3"], out["gamma"] = float(vals[i]), float(g[i])
+            out["gamma"], out["nrc3"] = fit_gamma_from_cov(W, Sigma, grid, upper, method)
         else:
             out["nrc3"], out["gamma"] = nrc3_from_cov(W, Sigma, float(gamma)), float(gamma)
         return out
@@ -351,3 +353,22 @@ def nrc3_from_cov(W: np.ndarray, Sigma: np.ndarray, gamma: float, spectrum=None)
     A = normalise(W @ W.T)
     B = normalise((U * g) @ U.T)
     return float(np.sum((A - B) ** 2))
+
+
+def fit_gamma_from_cov(
+    W: np.ndarray, Sigma: np.ndarray, grid: int, upper, method: str
+) -> tuple[float, float]:
+    """``(gamma, NRC3(gamma))`` minimising NRC3 on ``[0, upper]`` (numpy transcription of
+    :func:`ufm.metrics.fit_gamma`, sharing its candidate points for ``method="exact"``)."""
+    spectrum = eigh_desc(Sigma)
+    lam, U = spectrum
+    top = max(float(lam[-1] if upper is None else upper), 0.0)
+    if method == "linear_grid":
+        g = np.linspace(0.0, top, grid)
+    else:
+        A = normalise(W @ W.T)
+        g = gamma_candidates(A, lam, U, np.sqrt(top), W.shape[1], xp=np) ** 2
+        g = np.minimum(g, top)
+    vals = np.array([nrc3_from_cov(W, Sigma, x, spectrum) for x in g])
+    i = int(np.argmin(vals))
+    return float(g[i]), float(vals[i])
