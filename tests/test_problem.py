@@ -82,10 +82,89 @@ def test_bad_input_names_argument(kwargs, match):
 def test_bad_types():
     with pytest.raises(TypeError, match="feature_dim must be an int"):
         ufm.RegressionUFM(_Y(), 0.1, 0.1, 2.5)
-    with pytest.raises(TypeError, match="bias must be True or False"):
+    with pytest.raises(ValueError, match="bias must be 'none' or 'free'.*got 'yes'"):
         ufm.RegressionUFM(_Y(), 0.1, 0.1, 2, bias="yes")
     with pytest.raises(TypeError, match="targets must be a real number or array of real numbers"):
         ufm.RegressionUFM("abc", 0.1, 0.1, 2)
+
+
+def _bias_problems(bias):
+    """One problem of each class with the bias setting ``bias``."""
+    Y, y = _Y(12, 3), np.arange(12) % 3
+    return [
+        ufm.RegressionUFM(Y, 0.1, 0.2, 4, bias=bias),
+        ufm.ClassificationUFM(y, 3, 0.1, 0.2, 4, bias=bias),
+        ufm.DeepUFM(Y, 0.1, 0.2, (4, 4), "linear", bias=bias),
+    ]
+
+
+@pytest.mark.parametrize("alias, mode", [(True, "free"), (False, "none"), (np.True_, "free")])
+def test_bias_is_one_setting_with_bool_aliases(alias, mode):
+    """Every problem takes ``bias="none" | "free"`` (classification also a number lambda_b),
+    with True/False as aliases: the alias and the string give the same problem (pytree
+    structure and objective), read back as ``bias_mode`` and ``has_bias``."""
+    for p, q in zip(_bias_problems(alias), _bias_problems(mode), strict=True):
+        assert jax.tree_util.tree_structure(p) == jax.tree_util.tree_structure(q)
+        assert p.bias_mode == q.bias_mode == mode
+        assert p.has_bias is q.has_bias is (mode == "free")
+        params = p.default_init(jax.random.PRNGKey(1))
+        params = jax.tree_util.tree_map(lambda x: x + 0.3, params)  # a nonzero bias
+        assert float(p.objective(params)) == float(q.objective(params))
+        assert f"bias={mode!r}" in repr(p)
+    reg, _, deep = _bias_problems(alias)
+    assert reg.bias is deep.bias is (mode == "free")  # the attribute theory reads
+
+
+def test_bias_number_only_where_regularised():
+    """A number is ``lambda_b`` on the classification UFM and refused, naming ``bias``, on
+    the problems without a regularised bias."""
+    p = ufm.ClassificationUFM(np.arange(6) % 3, 3, 0.1, 0.1, 4, bias=0.5)
+    assert p.bias_mode == "reg" and float(p.lambda_b) == 0.5 and p.has_bias
+    for make in (
+        lambda: ufm.RegressionUFM(_Y(), 0.1, 0.1, 2, bias=0.5),
+        lambda: ufm.DeepUFM(_Y(), 0.1, 0.1, (2,), bias=0.5),
+    ):
+        with pytest.raises(ValueError, match="bias must be 'none' or 'free'.*no regularised bias"):
+            make()
+    for make in (
+        lambda: ufm.RegressionUFM(_Y(), 0.1, 0.1, 2, bias=None),
+        lambda: ufm.ClassificationUFM(np.arange(6) % 3, 3, 0.1, 0.1, 4, bias=None),
+    ):
+        with pytest.raises(TypeError, match="bias must be 'none'"):
+            make()
+
+
+def test_problem_interface_is_abstract():
+    """``ufm.Problem`` declares what every problem provides: a subclass missing one of the
+    abstract members cannot be instantiated; a leaf without its ``ndim`` is refused when the
+    class is defined."""
+    assert ufm.Problem.__abstractmethods__ == {
+        "dtype",
+        "default_init",
+        "objective",
+        "trajectory_metrics",
+    }
+    with pytest.raises(TypeError, match="abstract"):
+        ufm.Problem()
+
+    class NoObjective(ufm.Problem):
+        dtype = jnp.float32
+
+        def default_init(self, key):
+            return jnp.zeros(2)
+
+        def trajectory_metrics(self, params):
+            return {}
+
+    with pytest.raises(TypeError, match="objective"):
+        NoObjective()
+    with pytest.raises(TypeError, match="_ndims must give the ndim of every leaf"):
+
+        class MissingNdim(ufm.Problem):
+            _leaves = ("x",)
+
+    for cls in (ufm.RegressionUFM, ufm.ClassificationUFM, ufm.DeepUFM):
+        assert not cls.__abstractmethods__
 
 
 def test_stack_rejects_mismatched():

@@ -1,10 +1,11 @@
 """Tests for ``theory.symbolic_classification``: the sympy derivations of the classification-UFM
-thresholds and optimal losses (THEORY.md sections 0, 2, 3).
+thresholds and optimal losses (docs/theory.md sections 0, 2, 3).
 
 Three layers:
-* exact: the derived expressions simplify to THEORY.md's closed forms;
-* numeric: plain-numpy implementations of THEORY.md's formulas, written here independently,
-  agree with the symbolic ones to 1e-12 in every regime (below / between / above thresholds);
+* exact: the derived expressions simplify to the closed forms of docs/theory.md;
+* numeric: plain-numpy implementations of the formulas of docs/theory.md, written here
+  independently, agree with the symbolic ones to 1e-12 in every regime (below / between /
+  above thresholds);
 * brute force: grid search on the scalar problem, explicit W, H built from the closed form and
   fed to the full objective, gradient descent on the full ridge-bias MSE UFM, and bisection on
   F'(t) for cross-entropy.
@@ -88,7 +89,7 @@ def test_mse_regularised_bias_exact():
     assert _zero(c.etf_threshold - lb / (1 + lb))
     assert _zero(c.bias_active - kappa / (lb * K))
     assert _zero(c.bias_etf - 1 / (K * (1 + lb)))
-    # derived here (THEORY.md gives no f* for 2(c)):
+    # derived here (docs/theory.md gives no f* for 2(c)):
     assert _zero(c.mean_value_active - (kappa - kappa**2 / 2 * (1 + 1 / lb)) / K)
     assert _zero(c.mean_value_zero - lb / (2 * K * (1 + lb)))
     # continuity of s0, b*, and the loss at the ETF threshold
@@ -110,7 +111,7 @@ def test_mse_regularised_bias_exact():
 def test_cross_entropy_exact():
     ce = cross_entropy()
     assert _zero(ce.s_definition - sympy.sqrt(n * lambda_W * lambda_H))
-    # THEORY.md 3 scales, and the penalty factor K s t
+    # docs/theory.md section 3 scales, and the penalty factor K s t
     assert _zero(ce.rho_W_sq - t * sympy.sqrt(n * lambda_H / lambda_W))
     assert _zero(ce.W_sq_norm - K * t * sympy.sqrt(n * lambda_H / lambda_W))
     assert _zero(ce.H_sq_norm - K * t * sympy.sqrt(n * lambda_W / lambda_H))
@@ -160,7 +161,7 @@ def test_target_singular_values(Kv, nv):
 
 
 # --------------------------------------------------------------------------------------------
-# Numeric agreement with independent numpy formulas (THEORY.md), every regime
+# Numeric agreement with independent numpy formulas (docs/theory.md), every regime
 # --------------------------------------------------------------------------------------------
 
 
@@ -221,7 +222,7 @@ def test_mse_numeric_regimes(Kv, nv, kap, lb):
 
 
 def _ce_numpy(Kv, s_):
-    """THEORY.md 3: (t*, f*)."""
+    """docs/theory.md section 3: (t*, f*)."""
     if Kv * s_ >= 1:
         return 0.0, np.log(Kv)
     q = 1 - (Kv - 1) * s_
@@ -367,7 +368,8 @@ def _gd_ridge_bias(Y, d, lw, lh, lb, steps=30_000, lr=0.5, seed=0):
 
 @pytest.mark.parametrize("kap, lb", [(0.25, 1.0), (0.7, 1.0)])
 def test_mse_ridge_bias_gradient_descent(kap, lb):
-    """THEORY.md 2(c) [derived] and the f* derived here, against a direct numerical solve."""
+    """docs/theory.md section 2(c) [derived] and the f* derived here, against a direct
+    numerical solve."""
     Kv, nv, d = 3, 2, 4
     lw, lh = _lambdas_for_kappa(Kv, nv, kap, ratio=1.0)
     vals = dict(K=Kv, n=nv, lambda_W=lw, lambda_H=lh, lambda_b=lb)

@@ -8,7 +8,7 @@ Sources
   Loss", ICML 2022 (arXiv 2203.01238): simplex ETF with an unregularised bias.
 * Zhu, Ding, Zhou, Li, You, Sulam, Qu, "A Geometric Analysis of Neural Collapse with
   Unconstrained Features", NeurIPS 2021 (arXiv 2105.02375): cross-entropy UFM.
-* ``/work/shared/THEORY.md``: section 0 (master lemma), section 2 (a)-(c) and section 3.  Several
+* ``docs/theory.md``: section 0 (master lemma), section 2 (a)-(c) and section 3.  Several
   of those items are tagged [derived]/[recalled]; this module re-derives them rather than
   restating them.
 
@@ -26,10 +26,11 @@ with the feature penalty *not* divided by ``N``.  For MSE, ``\ell(z) = \frac12\|
 
 Derivations (each function performs the sympy steps, it does not just restate the result)
 -----------------------------------------------------------------------------------------
-**Master lemma (THEORY 0).**  For a fixed singular value ``sigma`` of ``Z = W H``, the cheapest
-split ``sigma = a b`` with penalty ``(beta_W/2) a^2 + (beta_H/2) b^2`` is found by setting the
-derivative in ``a`` to zero: ``a^2 = sqrt(beta_H/beta_W) sigma``, cost ``sqrt(beta_W beta_H)
-sigma`` (the nuclear-norm form).  Each singular direction of the target with value ``y`` then
+**Master lemma (docs/theory.md section 0).**  For a fixed singular value ``sigma`` of
+``Z = W H``, the cheapest split ``sigma = a b`` with penalty
+``(beta_W/2) a^2 + (beta_H/2) b^2`` is found by setting the derivative in ``a`` to zero:
+``a^2 = sqrt(beta_H/beta_W) sigma``, cost ``sqrt(beta_W beta_H) sigma`` (the nuclear-norm
+form).  Each singular direction of the target with value ``y`` then
 solves ``min_{sigma >= 0} (alpha/2)(sigma - y)^2 + sqrt(beta_W beta_H) sigma``.
 
 **(a) MSE, no bias.**  ``Y Y^T = n I_K``: ``K`` singular values ``sqrt(n)``.  ``alpha = 1/N``,
@@ -62,7 +63,8 @@ Minimising over ``beta`` first leaves ``(alpha gamma/2)(sigma_0 - sqrt n)^2`` wi
 ``gamma = lambda_b/(1 + lambda_b)``; so the mean direction is the scalar problem with ``alpha``
 replaced by ``alpha gamma``, giving ``s_0 = sigma_0/sqrt(n) = (1 - kappa(1 + 1/lambda_b))_+``,
 ``b* = kappa/(lambda_b K) 1`` if ``s_0 > 0`` else ``1/(K(1+lambda_b)) 1``, pure ETF iff
-``kappa >= lambda_b/(1+lambda_b)``; all as in THEORY.md.  Not stated in THEORY.md, derived here:
+``kappa >= lambda_b/(1+lambda_b)``; all as in docs/theory.md.  Not stated in docs/theory.md,
+derived here:
 
 .. math::  f^* = \tfrac{K-1}{K}\,\phi(\kappa)
            + \tfrac1K\begin{cases}\kappa - \frac{\kappa^2}{2}(1 + 1/\lambda_b) & \kappa <
@@ -71,10 +73,10 @@ replaced by ``alpha gamma``, giving ``s_0 = sigma_0/sqrt(n) = (1 - kappa(1 + 1/l
 
 with ``phi(kappa) = kappa - kappa^2/2`` if ``kappa < 1`` else ``1/2``.
 
-**Cross-entropy (THEORY 3).**  At the ETF with self-dual features and diagonal logit ``t`` the
-penalty, minimised over the split ``t = ||w_k|| ||hbar_k||``, is
+**Cross-entropy (docs/theory.md section 3).**  At the ETF with self-dual features and diagonal
+logit ``t`` the penalty, minimised over the split ``t = ||w_k|| ||hbar_k||``, is
 ``(lambda_W/2)||W||^2 + (lambda_H/2)||H||^2 = K s t`` with ``s = sqrt(n lambda_W lambda_H)``
-(derived below; no factor discrepancy with THEORY.md).  ``F(t) = log(1 + (K-1) e^{-Kt/(K-1)}) +
+(derived below; no factor discrepancy with docs/theory.md).  ``F(t) = log(1 + (K-1) e^{-Kt/(K-1)}) +
 K s t`` is convex, ``F'(0) = K s - 1``, ``t* = ((K-1)/K) log((1 - (K-1)s)/s)`` for ``K s < 1``
 and ``f* = F(t*) = -log(1 - (K-1)s) + (K-1) s log((1 - (K-1)s)/s)``; otherwise ``t* = 0`` and
 ``f* = log K``.
@@ -157,7 +159,7 @@ def _positive_below_root(expr: sympy.Expr, var: sympy.Symbol) -> sympy.Expr:
 
 
 # --------------------------------------------------------------------------------------------
-# Master-lemma building blocks (THEORY.md section 0, items 1-3)
+# Master-lemma building blocks (docs/theory.md section 0, items 1-3)
 # --------------------------------------------------------------------------------------------
 
 
@@ -224,7 +226,8 @@ def _mse_direction():
 
 @dataclass(frozen=True)
 class MSEBiasFree:
-    """THEORY.md 2(a).  Expressions in ``kappa`` unless they need a ratio of lambdas."""
+    """docs/theory.md section 2(a).  Expressions in ``kappa`` unless they need a ratio of
+    lambdas."""
 
     kappa_definition: sympy.Expr  # K sqrt(n lambda_W lambda_H) = tau / sqrt(n)
     tau: sympy.Expr  # soft threshold sqrt(beta_W beta_H)/alpha = N sqrt(lambda_W lambda_H)
@@ -246,7 +249,7 @@ class MSEBiasFree:
 
 @functools.cache
 def mse_bias_free() -> MSEBiasFree:
-    """Derive THEORY.md 2(a) from the master lemma: ``K`` directions of singular value
+    """Derive docs/theory.md section 2(a) from the master lemma: ``K`` directions of singular value
     ``sqrt(n)``, ``alpha = 1/N``, ``beta_W = lambda_W``, ``beta_H = lambda_H``."""
     split, c, sc = _mse_direction()
     tau = sympy.simplify(c / _ALPHA)
@@ -292,7 +295,7 @@ def mse_bias_free() -> MSEBiasFree:
 
 @dataclass(frozen=True)
 class MSEFreeBias:
-    """THEORY.md 2(b): the centred target ``(I - J) (x) 1_n^T``."""
+    """docs/theory.md section 2(b): the centred target ``(I - J) (x) 1_n^T``."""
 
     centred_directions: sympy.Expr  # K - 1 (trace of the projection I - J)
     threshold: sympy.Expr  # 1
@@ -306,10 +309,11 @@ class MSEFreeBias:
 
 @functools.cache
 def mse_free_bias() -> MSEFreeBias:
-    """Derive THEORY.md 2(b): eliminate ``b`` (``b* = (Y - Z)1/N``), leaving the centred target
-    ``Y(I - 11^T/N) = (I - J) (x) 1_n^T`` whose Gram is ``n (I - J)``.  ``J = 11^T/K`` is
-    idempotent (``1^T 1 = K``), so ``I - J`` is a projection with trace ``K - 1``: ``K - 1``
-    singular values ``sqrt(n)`` and one zero (optimum ``sigma = 0`` at zero cost)."""
+    """Derive docs/theory.md section 2(b): eliminate ``b`` (``b* = (Y - Z)1/N``), leaving the
+    centred target ``Y(I - 11^T/N) = (I - J) (x) 1_n^T`` whose Gram is ``n (I - J)``.
+    ``J = 11^T/K`` is idempotent (``1^T 1 = K``), so ``I - J`` is a projection with trace
+    ``K - 1``: ``K - 1`` singular values ``sqrt(n)`` and one zero (optimum ``sigma = 0`` at
+    zero cost)."""
     one_t_one = K  # 1_K^T 1_K
     j_sq_over_j = sympy.simplify(one_t_one / K)  # J^2 = (1^T 1 / K) J
     assert j_sq_over_j == 1
@@ -342,7 +346,7 @@ def mse_free_bias() -> MSEFreeBias:
 
 @dataclass(frozen=True)
 class MSERegularisedBias:
-    """THEORY.md 2(c): ``W Hbar = centred_scale (I - J) + s0 J``, ``b* = bias 1_K``."""
+    """docs/theory.md section 2(c): ``W Hbar = centred_scale (I - J) + s0 J``, ``b* = bias 1_K``."""
 
     gamma: sympy.Expr  # effective data weight on the mean direction: lambda_b/(1+lambda_b)
     beta_of_sigma0: sympy.Expr  # ridge-optimal bias coefficient for fixed sigma_0
@@ -360,7 +364,7 @@ class MSERegularisedBias:
 
 @functools.cache
 def mse_regularised_bias() -> MSERegularisedBias:
-    """Derive THEORY.md 2(c) from the joint scalar problem on the mean direction
+    """Derive docs/theory.md section 2(c) from the joint scalar problem on the mean direction
     ``g(sigma_0, beta)`` (see the module docstring)."""
     beta = sympy.Symbol("beta", real=True)
     c = sympy.sqrt(lambda_W * lambda_H)
@@ -414,7 +418,7 @@ def mse_regularised_bias() -> MSERegularisedBias:
 
 @dataclass(frozen=True)
 class CrossEntropy:
-    """THEORY.md section 3: the scale problem ``F(t)`` at the self-dual simplex ETF."""
+    """docs/theory.md section 3: the scale problem ``F(t)`` at the self-dual simplex ETF."""
 
     s_definition: sympy.Expr  # sqrt(n lambda_W lambda_H); kappa = K s
     rho_W_sq: sympy.Expr  # ||w_k||^2 = t sqrt(n lambda_H/lambda_W)
@@ -437,7 +441,7 @@ class CrossEntropy:
 
 @functools.cache
 def cross_entropy() -> CrossEntropy:
-    """Derive the CE scale problem and its solution (THEORY.md section 3)."""
+    """Derive the CE scale problem and its solution (docs/theory.md section 3)."""
     # Penalty at the self-dual ETF: w_k = a e_k, hbar_k = b e_k (unit ETF directions e_k), so the
     # diagonal logit is t = a b. Minimise (lambda_W/2) K a^2 + (lambda_H/2) n K b^2 over a.
     a = sympy.Symbol("a", positive=True)

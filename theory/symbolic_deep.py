@@ -1,6 +1,6 @@
 r"""Symbolic (sympy) derivation of the deep-UFM scalar problem: root equations and ``kappa_P^crit``.
 
-Source: THEORY.md section 0 item 5 (P-factor lemma, [derived]) and section 6; the deep linear
+Source: docs/theory.md section 0 item 5 (P-factor lemma, [derived]) and section 6; the deep linear
 UFM of Súkeník, Mondelli, Lampert (NeurIPS 2023) and the extended UFM of Tirer & Bruna (ICML
 2022) have ``P = L + 1`` factors. Numerical counterpart: :mod:`theory._deep_scalar`.
 
@@ -29,7 +29,7 @@ P = 5: ``kappa = t^3 - t^8``. The same equation read in ``sigma`` is
 ``h = 1/2`` and ``dh/dt = 0`` hold together. Eliminating ``kappa`` with the root equation gives
 ``h - 1/2 = t^P ((1 - P)/2 t^P + (P - 2)/2)``: ``t^P = s = (P-2)/(P-1)`` (the jump), and
 ``kappa_crit = t^{P-2}(1 - t^P)`` there. For ``P = 2`` the only solution is ``t = 0``,
-``kappa_crit = 1`` (continuous). The result is compared with THEORY.md's closed form
+``kappa_crit = 1`` (continuous). The result is compared with the closed form of docs/theory.md
 ``((P-2)/(P-1))^{(P-2)/P}/(P-1)`` by exact simplification. The nonzero branch's optimal value
 ``h(s*(kappa))`` increases with ``kappa`` (envelope theorem: ``dh/dkappa = (P/2) s^{2/P} > 0``),
 so the tie is crossed once: nonzero iff ``kappa < kappa_crit``.
@@ -85,7 +85,7 @@ class BalancedPenalty:
 
 @functools.cache
 def balanced_penalty(P: int) -> BalancedPenalty:
-    """Derive the P-factor penalty lemma (THEORY.md section 0 item 5, first sentence)."""
+    """Derive the P-factor penalty lemma (docs/theory.md section 0 item 5, first sentence)."""
     P = _check_P(P)
     betas = sympy.symbols(f"beta_1:{P + 1}", positive=True)
     mu = sympy.Symbol("mu", positive=True)
@@ -106,8 +106,8 @@ class ScalarProblem:
         ``kappa`` whose roots are the nonzero stationary points. sigma_equation:
         ``alpha (y - sigma) - gamma sigma^{2/P-1}``. tangency_t: ``t`` at the threshold.
         jump: ``s = t^P`` there. kappa_crit: the derived threshold. kappa_crit_theory:
-        THEORY.md's closed form. phi_max: the largest ``kappa`` with a nonzero root; s_max its
-        ``s``. loss_at_crit: ``h`` at the tangency (``1/2``). tie: ``h - 1/2`` on the
+        the closed form of docs/theory.md. phi_max: the largest ``kappa`` with a nonzero root;
+        s_max its ``s``. loss_at_crit: ``h`` at the tangency (``1/2``). tie: ``h - 1/2`` on the
         stationary branch (``kappa`` eliminated), factored.
     """
 

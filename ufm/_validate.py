@@ -282,22 +282,42 @@ def labels_array(labels, num_classes: int, name: str = "labels", *, num_samples=
 
 
 BIAS_MESSAGE = "bias must be 'none', 'free' or a number lambda_b >= 0"
+#: The bias modes of the problems: no ``b``, an unregularised ``b``, ``lambda_b/2 ||b||^2``.
+BIAS_MODES = ("none", "free", "reg")
 
 
-def bias_option(bias, dtype=None, name: str = "bias") -> tuple[str, jax.Array]:
-    """The classification bias option: ``(mode, lambda_b)`` with ``mode`` in ``"none"``,
-    ``"free"``, ``"reg"``; ``lambda_b`` a scalar in ``dtype`` (0 unless ``"reg"``).
+def bias_option(
+    bias, dtype=None, name: str = "bias", *, regularised: bool = True, owner: str = ""
+) -> tuple[str, jax.Array]:
+    """The bias setting shared by every problem and :mod:`theory`: ``"none"`` (no bias),
+    ``"free"`` (an unregularised bias) or a number ``lambda_b >= 0`` (the penalty
+    ``lambda_b/2 ||b||^2``); ``True``/``False`` (Python or numpy bools) are aliases of
+    ``"free"``/``"none"``. Returns ``(mode, lambda_b)`` with ``mode`` in :data:`BIAS_MODES`
+    and ``lambda_b`` a scalar in ``dtype`` (0 unless ``"reg"``).
 
-    Bools and ``None`` are a ``TypeError`` (``True``/``False`` would read as ``lambda_b = 1/0``),
-    other strings a ``ValueError``, a number goes through :func:`check_lambda`.
+    ``regularised=False`` (a problem without a regularised bias, named ``owner``): a number is
+    a ``ValueError``. ``None`` and other types are a ``TypeError``, other strings a
+    ``ValueError``; a number goes through :func:`check_lambda`.
     """
-    msg = BIAS_MESSAGE.replace("bias", name, 1)
-    if bias is None or isinstance(bias, bool | np.bool_):
-        raise TypeError(f"{msg} (not a bool or None: True/False would read as 1/0), got {bias!r}")
+    if regularised:
+        msg = BIAS_MESSAGE.replace("bias", name, 1)
+    else:
+        msg = f"{name} must be 'none' or 'free'"
+    msg += " (True/False: aliases of 'free'/'none')"
+    if isinstance(bias, bool | np.bool_):
+        return ("free" if bias else "none"), jnp.zeros((), float_dtype(dtype))
+    if bias is None:
+        raise TypeError(f"{msg}, got None")
     if isinstance(bias, str):
         if bias not in ("none", "free"):
             raise ValueError(f"{msg}, got {bias!r}")
         return bias, jnp.zeros((), float_dtype(dtype))
+    if not regularised:
+        error = ValueError if isinstance(bias, int | float | np.number) else TypeError
+        raise error(
+            f"{msg}, got {bias!r}: {owner or 'this problem'} has no regularised bias (a number "
+            "lambda_b is ufm.ClassificationUFM's)"
+        )
     return "reg", check_lambda(bias, f"{name} (lambda_b)", float_dtype(dtype))
 
 

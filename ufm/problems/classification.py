@@ -6,6 +6,7 @@ import warnings
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from .. import metrics
 from .._certificate import gradient_rounding, violation
@@ -28,7 +29,7 @@ class ClassificationUFM(Problem):
     r"""Classification UFM: ``N`` samples with integer labels in ``[0, K)``.
 
     Samples first: features ``H (N, d)``, classifier ``W (K, d)``, bias ``b (K,)``, logits
-    ``z_i = W h_i + b``. The objectives (THEORY.md sections 2 and 3; the data term is averaged
+    ``z_i = W h_i + b``. The objectives (docs/theory.md sections 2 and 3; the data term is averaged
     over ``N``, the feature penalty is *not* divided by ``N``):
 
     * ``loss="mse"`` (Tirer & Bruna, ICML 2022; Zhou et al., ICML 2022), one-hot targets ``Y``::
@@ -56,9 +57,11 @@ class ClassificationUFM(Problem):
             (otherwise): smaller ``d`` warns and still solves. The variables and the one-hot
             targets must fit in the memory available.
         loss: ``"mse"`` or ``"ce"``.
-        bias: ``"none"``, ``"free"`` or a number ``lambda_b`` (not a bool: ``True`` is not
-            ``lambda_b = 1``; :func:`ufm._validate.bias_option`, shared with
-            ``theory.classification.optimum``).
+        bias: ``"none"`` (the default), ``"free"`` or a number ``lambda_b >= 0``;
+            ``True``/``False`` are aliases of ``"free"``/``"none"`` (never ``lambda_b =
+            1/0``). The setting every problem shares (:func:`ufm._validate.bias_option`, also
+            ``theory.classification.optimum``'s). Read back as :attr:`bias_mode` (``"none"``,
+            ``"free"`` or ``"reg"``) with :attr:`lambda_b`, and :attr:`has_bias`.
         dtype: float32 or float64 (default: JAX's default float).
 
     Variables: :class:`ufm.Params` ``(H, W, b)``.
@@ -133,6 +136,7 @@ class ClassificationUFM(Problem):
 
     @property
     def has_bias(self) -> bool:
+        """Whether the model has the bias ``b`` (free or regularised)."""
         return self.bias_mode != "none"
 
     @property
@@ -171,7 +175,8 @@ class ClassificationUFM(Problem):
         return jnp.mean(jax.nn.logsumexp(Z, axis=1) - picked)
 
     def factor_penalty(self) -> jax.Array:
-        """``sqrt(lambda_W lambda_H)``: the nuclear-norm weight of ``Z = H W^T`` (THEORY.md §0)."""
+        """``sqrt(lambda_W lambda_H)``: the nuclear-norm weight of ``Z = H W^T``
+        (docs/theory.md section 0)."""
         return jnp.sqrt(self.lambda_W * self.lambda_H)
 
     def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
@@ -217,6 +222,17 @@ class ClassificationUFM(Problem):
         """
         s = jnp.sqrt(jnp.asarray(self.num_samples, self.dtype))
         return Params(s, s, jnp.ones((), self.dtype))
+
+    def exact_metrics(self, W, optimum) -> dict[str, jax.Array]:
+        """NC2 and NC3 from the class means ``h_c = W^T K^{-1} (e_c - b)`` (the targets are
+        one-hot); NC1 and NC4 need the features sample by sample and are not measured."""
+        K = self.num_classes
+        mu = exact_class_means(K, W, optimum)
+        labels = np.arange(K)
+        return {
+            "nc2": metrics.nc2(mu, W, labels, K)["etf_means"],
+            "nc3": metrics.nc3(mu, W, labels, K, center=False),
+        }
 
     def exact_data(self) -> MSEData | None:
         """The exact solver's view (MSE only, else ``None``): one-hot targets, ridge
@@ -392,3 +408,11 @@ class ClassMeanUFM(Problem):
     def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
         """The full problem's metrics at the expanded variables (``nc1 = 0`` by construction)."""
         return self.full().trajectory_metrics(self.full().reduction().expand(params))
+
+
+def exact_class_means(num_classes: int, W, optimum):
+    """Class means ``(K, r)`` in the coordinates of ``W = A Q`` on the exact solver's ``n x n``
+    path (``optimum``: its ``ReducedOptimum``): the targets are one-hot, so class ``c``'s
+    features are ``h_c = W^T K^{-1} (e_c - b)``."""
+    eye = jnp.eye(num_classes, dtype=W.dtype)
+    return (eye - optimum.bias[None, :]) @ optimum.inverse @ W

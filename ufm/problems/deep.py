@@ -16,6 +16,7 @@ import numpy as np
 from .. import metrics
 from .._certificate import gradient_rounding, violation
 from .._validate import (
+    bias_option,
     check_finite,
     check_int,
     check_lambda,
@@ -50,7 +51,7 @@ class DeepUFM(Problem):
 
     For ``widths = (d_1, ..., d_L)``: ``X_1 = H`` of shape ``(N, d_1)``,
     ``X_{l+1} = sigma(X_l W_l^T)`` and ``Z = X_L W_L^T`` (plus a free, unregularised bias when
-    ``bias=True``), ``sigma`` the ReLU or the identity. The objective (the convention of Tirer &
+    ``bias="free"``), ``sigma`` the ReLU or the identity. The objective (the convention of Tirer &
     Bruna 2022 and Súkeník et al. 2023: data term averaged over ``N``, penalties *not* divided by
     ``N``)::
 
@@ -60,7 +61,7 @@ class DeepUFM(Problem):
     ``widths = (d,)`` is the ordinary one-layer UFM (for one-hot targets the MSE
     :class:`ufm.ClassificationUFM`, with its global-optimality certificate).
 
-    The landscape is *not* benign for ``L >= 2`` (THEORY.md section 8): the origin is a strict
+    The landscape is *not* benign for ``L >= 2`` (docs/theory.md section 8): the origin is a strict
     local minimum and spurious stationary points appear near the first-order transition. So a
     ``successful`` status here means a stationary point that passed the stopping test, never
     more (for ``L >= 2``); solve with ``restarts=R`` and compare with :mod:`theory.deep`.
@@ -72,7 +73,12 @@ class DeepUFM(Problem):
         lambda_W: weight regularisation, a scalar (every layer) or ``L`` values >= 0.
         widths: ``(d_1, ..., d_L)``, ints >= 1.
         activation: ``"relu"`` or ``"linear"``.
-        bias: whether the output has the free bias ``b``.
+        bias: ``"none"`` (the default: no output bias) or ``"free"`` (the unregularised
+            output bias ``b``); ``True``/``False`` are aliases of ``"free"``/``"none"``. The
+            setting every problem shares (:func:`ufm._validate.bias_option`); a regularised
+            bias (a number ``lambda_b``) is :class:`ufm.ClassificationUFM`'s only. Read back
+            as :attr:`bias_mode` (and :attr:`has_bias`, :attr:`bias`: whether ``b`` is
+            present).
 
     Use :meth:`from_labels` for one-hot targets (the classification setting; NC metrics are
     recorded then). Variables: :class:`ufm.DeepParams`.
@@ -90,7 +96,7 @@ class DeepUFM(Problem):
         lambda_W,
         widths: Sequence[int],
         activation: str = "relu",
-        bias: bool = False,
+        bias: str | bool = "none",
         *,
         dtype=None,
     ):
@@ -114,9 +120,8 @@ class DeepUFM(Problem):
         L = len(widths)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
         dt = targets.dtype
+        mode, _ = bias_option(bias, dt, regularised=False, owner="DeepUFM")
         lambda_H = check_lambda(lambda_H, "lambda_H", dt)
         if np.ndim(lambda_W) == 0:
             lambda_W = jnp.broadcast_to(check_lambda(lambda_W, "lambda_W", dt), (L,))
@@ -138,7 +143,8 @@ class DeepUFM(Problem):
         )
         self.targets, self.lambda_H, self.lambda_W = targets, lambda_H, lambda_W
         self.labels, self.num_classes = None, None
-        self.widths, self.activation, self.bias = widths, activation, bias
+        self.widths, self.activation = widths, activation
+        self.bias = mode == "free"  # static: whether b is present
 
     @classmethod
     def from_labels(
@@ -149,7 +155,7 @@ class DeepUFM(Problem):
         lambda_W,
         widths: Sequence[int],
         activation: str = "relu",
-        bias: bool = False,
+        bias: str | bool = "none",
         *,
         dtype=None,
     ) -> DeepUFM:
@@ -168,7 +174,7 @@ class DeepUFM(Problem):
         cls = f", K={self.num_classes}" if self.num_classes else ""
         return (
             f"DeepUFM(N={N}, n={n}{cls}, widths={self.widths}, activation={self.activation!r}, "
-            f"bias={self.bias}, lambda_H={self.lambda_H}, lambda_W={self.lambda_W}, "
+            f"bias={self.bias_mode!r}, lambda_H={self.lambda_H}, lambda_W={self.lambda_W}, "
             f"dtype={self.dtype})"
         )
 
@@ -192,7 +198,20 @@ class DeepUFM(Problem):
 
     @property
     def has_bias(self) -> bool:
+        """Whether the output has the bias ``b`` (also :attr:`bias`)."""
         return self.bias
+
+    @property
+    def bias_mode(self) -> str:
+        """The bias setting: ``"free"`` or ``"none"``."""
+        return "free" if self.bias else "none"
+
+    @property
+    def smooth(self) -> bool:
+        """Whether the objective is differentiable everywhere: ``False`` with a ReLU between
+        two weight layers, whose kinks can keep a minimiser's gradient away from 0
+        (``ufm.solve`` then also ends a run that makes no progress, status ``no_progress``)."""
+        return self.activation != "relu" or self.num_layers == 1
 
     def weight_shapes(self) -> list[tuple[int, int]]:
         """``[(d_2, d_1), ..., (d_L, d_{L-1}), (n, d_L)]``."""
@@ -269,7 +288,7 @@ class DeepUFM(Problem):
         With ``P = L + 1`` factors, penalties ``beta = (lambda_H, lambda_W_1, ...)``,
         ``gamma = (prod beta)^{1/P}`` and ``y`` the top singular value of the (centred, with a
         bias) targets, a balanced optimum gives every factor ``j`` singular values
-        ``sqrt(gamma / beta_j) s^{1/P}`` with ``s <= y`` (THEORY.md section 0, item 5). Each
+        ``sqrt(gamma / beta_j) s^{1/P}`` with ``s <= y`` (docs/theory.md section 0, item 5). Each
         factor is drawn with i.i.d. ``N(0, std_j^2)`` entries whose Frobenius norm matches
         ``r`` such singular values at ``s = y`` (``r = min(widths, n)``). Random factors are not
         aligned, so their product is far smaller than the product of their norms (for ``L = 4``

@@ -10,7 +10,7 @@ from .. import metrics
 from .._certificate import gradient_rounding, violation
 from .._linalg import mm
 from .._types import MSEData, Params
-from .._validate import check_finite, check_lambda, check_shape, float_array
+from .._validate import bias_option, check_finite, check_lambda, check_shape, float_array
 from ._base import Problem, check_feature_dim, check_variables_fit, gaussian
 
 
@@ -24,7 +24,7 @@ class RegressionUFM(Problem):
         L(H, W, b) = 1/(2M) ||H W^T + 1 b^T - Y||_F^2 + lambda_H/(2M) ||H||_F^2
                      + lambda_W/2 ||W||_F^2
 
-    With ``bias=False`` the term ``1 b^T`` is absent (``b`` is fixed at 0). Variables:
+    With ``bias="none"`` the term ``1 b^T`` is absent (``b`` is fixed at 0). Variables:
     :class:`ufm.Params` ``(H, W, b)``.
 
     Numeric fields (``targets``, ``lambda_H``, ``lambda_W``) are pytree leaves, so a batch of
@@ -38,7 +38,11 @@ class RegressionUFM(Problem):
         lambda_W: weight regularisation, a real scalar >= 0.
         feature_dim: ``d >= 1`` (a Python or numpy int). The variables ``H (M, d)``, ``W (n, d)``
             and ``b`` must fit in the memory available (``ufm._validate.check_memory``).
-        bias: whether the model has the free bias ``b``.
+        bias: ``"free"`` (the default: the unregularised bias ``b``) or ``"none"`` (no bias);
+            ``True``/``False`` are aliases of ``"free"``/``"none"``. The setting every problem
+            shares (:func:`ufm._validate.bias_option`); a regularised bias (a number
+            ``lambda_b``) is :class:`ufm.ClassificationUFM`'s only. Read back as
+            :attr:`bias_mode` (and :attr:`has_bias`, :attr:`bias`: whether ``b`` is present).
 
     Use :func:`ufm.convert_lambdas` to translate lambdas from the other normalisations in the
     literature.
@@ -49,7 +53,7 @@ class RegressionUFM(Problem):
     _static = ("feature_dim", "bias")
     sweep_fields = ("lambda_H", "lambda_W")
 
-    def __init__(self, targets, lambda_H, lambda_W, feature_dim: int, bias: bool = True):
+    def __init__(self, targets, lambda_H, lambda_W, feature_dim: int, bias: str | bool = "free"):
         targets = float_array(targets, "targets")
         if targets.ndim != 2:
             raise ValueError(
@@ -65,20 +69,18 @@ class RegressionUFM(Problem):
         lambda_H = check_lambda(lambda_H, "lambda_H", targets.dtype)
         lambda_W = check_lambda(lambda_W, "lambda_W", targets.dtype)
         feature_dim = check_feature_dim(feature_dim)
-        if not isinstance(bias, bool | np.bool_):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
-        bias = bool(bias)
+        mode, _ = bias_option(bias, targets.dtype, regularised=False, owner="RegressionUFM")
         check_variables_fit(M, n, feature_dim, targets.dtype)
         self.targets = targets
         self.lambda_H = lambda_H
         self.lambda_W = lambda_W
         self.feature_dim = feature_dim
-        self.bias = bias
+        self.bias = mode == "free"  # static: whether b is present
 
     def __repr__(self) -> str:
         M, n = self.targets.shape[-2:]
         return (
-            f"RegressionUFM(M={M}, n={n}, feature_dim={self.feature_dim}, bias={self.bias}, "
+            f"RegressionUFM(M={M}, n={n}, feature_dim={self.feature_dim}, bias={self.bias_mode!r}, "
             f"lambda_H={self.lambda_H}, lambda_W={self.lambda_W}, dtype={self.targets.dtype})"
         )
 
@@ -99,7 +101,13 @@ class RegressionUFM(Problem):
 
     @property
     def has_bias(self) -> bool:
+        """Whether the model has the bias ``b`` (also :attr:`bias`)."""
         return self.bias
+
+    @property
+    def bias_mode(self) -> str:
+        """The bias setting: ``"free"`` or ``"none"``."""
+        return "free" if self.bias else "none"
 
     is_mse = True
 
@@ -173,7 +181,7 @@ class RegressionUFM(Problem):
 
     def factor_penalty(self) -> jax.Array:
         """``sqrt(beta_W beta_H)`` of the penalty ``beta_W/2 ||W||^2 + beta_H/2 ||H||^2``:
-        ``sqrt(lambda_W lambda_H / M)`` (THEORY.md section 0)."""
+        ``sqrt(lambda_W lambda_H / M)`` (docs/theory.md section 0)."""
         return jnp.sqrt(self.lambda_W * self.lambda_H / self.num_samples)
 
     def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
@@ -205,6 +213,12 @@ class RegressionUFM(Problem):
     def check_init(self, init) -> Params:
         return check_one_layer_init(init, self)
 
+    def exact_metrics(self, W, optimum) -> dict[str, jax.Array]:
+        """NRC3 (it needs ``W`` only); NRC1 and NRC2 are 0 by construction on the exact
+        solver's path, where ``H`` lies in ``W``'s row space, and not measured."""
+        gamma = self.lambda_H * self.lambda_W
+        return {"nrc3": metrics.nrc3(W, self.targets, gamma, center=self.bias)}
+
     def exact_data(self) -> MSEData:
         """The exact solver's view: ridge ``rho = lambda_H`` (see ``ufm/_exact.py``)."""
         zero = np.zeros((), self.dtype)  # numpy: no eager JAX program for a constant
@@ -213,7 +227,7 @@ class RegressionUFM(Problem):
             self.lambda_H,
             self.lambda_W,
             zero,
-            "free" if self.bias else "none",
+            self.bias_mode,
             self.feature_dim,
         )
 

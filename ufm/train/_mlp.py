@@ -24,7 +24,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from ._validate import check_int, check_key, float_dtype
+from .._validate import check_int, check_key, float_dtype
 
 ACTIVATIONS = {
     "relu": jax.nn.relu,

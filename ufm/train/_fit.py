@@ -52,9 +52,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from . import metrics as _metrics
-from ._mlp import MLP, MLPParams
-from ._validate import (
+from .. import metrics as _metrics
+from .._validate import (
     _array_view,
     _kind,
     check_finite,
@@ -65,6 +64,7 @@ from ._validate import (
     is_concrete,
     labels_array,
 )
+from ._mlp import MLP, MLPParams
 
 LOSSES = ("mse", "ce")
 

@@ -14,11 +14,15 @@ Example::
     res = ufm.train.fit([64, 64], X, labels, num_classes=10, key=jax.random.key(0),
                         weight_decay=5e-4, epochs=500, record_every=50)
     res.records["nc1"]        # (R, L): NC1 of every layer's input at each record
+
+The model is in ``ufm/train/_mlp.py``, the training loop in ``ufm/train/_fit.py``; the trainer
+builds on :mod:`ufm.metrics` and the shared checks only (never on :mod:`theory` or the
+problems).
 """
 
+from ._fit import FitResult as FitResult
+from ._fit import fit as fit
 from ._mlp import MLP as MLP
 from ._mlp import MLPParams as MLPParams
-from ._train import FitResult as FitResult
-from ._train import fit as fit
 
 __all__ = ["MLP", "MLPParams", "FitResult", "fit"]
