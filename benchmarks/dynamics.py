@@ -21,6 +21,8 @@ built-in instance), (n, d) = (3, 256), M in {1e4, 1e5}, float64 and float32; sol
   (initialisation, final objective, certificate) and keeps everything a step costs, the
   stopping test included. Each time is the minimum of ``--repeats`` runs (other processes share
   the machine's 2 cores; the minimum is the least disturbed).
+* **unpc**: the same with ``precondition=False`` (the objective as written, the papers'
+  protocol), timed in the same run: a step costs the same whatever the scales.
 * **ufm/C**: the same with ``OptaxSolver(..., check_every=C)`` (``--check-every``, default 16):
   the stopping test and its norms after every C-th step only, the objective only where the
   optimiser reads it (momentum and Adam do not). ``K`` is a multiple of C, so the per-step time
@@ -93,16 +95,15 @@ def floor_bytes(M, n, d, itemsize, kind):
     return itemsize * (2 * var * (1 + STATE_COPIES[kind]) + M * n)
 
 
-def make_solver(kind, check_every=1):
+def make_solver(kind, check_every=1, precondition=True):
+    opts = {"check_every": check_every, "precondition": precondition}
     if kind == "momentum":
-        return ufm.OptaxSolver(
-            optax.sgd, learning_rate=LR[kind], momentum=0.9, check_every=check_every
-        )
-    return ufm.OptaxSolver(optax.adam, learning_rate=LR[kind], check_every=check_every)
+        return ufm.OptaxSolver(optax.sgd, learning_rate=LR[kind], momentum=0.9, **opts)
+    return ufm.OptaxSolver(optax.adam, learning_rate=LR[kind], **opts)
 
 
-def ufm_per_step(problem, kind, k1, k2, repeats, check_every=1):
-    solver = make_solver(kind, check_every)
+def ufm_per_step(problem, kind, k1, k2, repeats, check_every=1, precondition=True):
+    solver = make_solver(kind, check_every, precondition)
     zero = jnp.zeros((), problem.dtype)
 
     def run(k):
@@ -201,6 +202,7 @@ def main(argv=None):
             item = jnp.dtype(dtype).itemsize
             for kind in args.kinds.split(","):
                 t_ufm = ufm_per_step(problem, kind, k1, k2, args.repeats)
+                t_unpc = ufm_per_step(problem, kind, k1, k2, args.repeats, precondition=False)
                 # Whole blocks of C steps (C - 1 light, 1 tested), so the difference keeps the
                 # test's share of 1/C.
                 c1, c2 = C, C * (1 + max(1, round((k2 - k1) / C)))
@@ -210,28 +212,31 @@ def main(argv=None):
                     t_torch, impl = float("nan"), "-"
                 else:
                     t_torch, impl = torch_per_step(Y, d, kind, dtype, k2 - k1, args.repeats)
-                rows.append((M, dtype, kind, floor, t_ufm, t_check, t_torch, impl))
+                rows.append((M, dtype, kind, floor, t_ufm, t_unpc, t_check, t_torch, impl))
                 print(
-                    f"  M={M} {dtype} {kind}: ufm {t_ufm * 1e3:.2f} ms, check_every={C} "
+                    f"  M={M} {dtype} {kind}: ufm {t_ufm * 1e3:.2f} ms, precondition=False "
+                    f"{t_unpc * 1e3:.2f} ms, check_every={C} "
                     f"{t_check * 1e3:.2f} ms, floor {floor * 1e3:.2f} ms, torch "
                     f"{t_torch * 1e3:.2f} ms ({impl})",
                     flush=True,
                 )
     print(
-        f"\nufm: the stopping test after every step (the default); ufm/{C}: "
-        f"OptaxSolver(..., check_every={C})\n"
+        f"\nufm: the stopping test after every step (the default); unpc: the same with "
+        f"precondition=False; ufm/{C}: OptaxSolver(..., check_every={C})\n"
         f"{'M':>7} {'dtype':>8} {'solver':>9} {'floor ms':>9} {'ufm ms':>8} {'/floor':>7} "
+        f"{'unpc ms':>8} {'unpc/ufm':>8} "
         f"{f'ufm/{C} ms':>10} {'/floor':>7} {'torch ms':>9} {'torch/ufm':>9} "
         f"{f'torch/ufm/{C}':>12}  torch impl"
     )
-    for M, dtype, kind, floor, t_ufm, t_check, t_torch, impl in rows:
+    for M, dtype, kind, floor, t_ufm, t_unpc, t_check, t_torch, impl in rows:
         print(
             f"{M:>7} {dtype:>8} {kind:>9} {floor * 1e3:>9.2f} {t_ufm * 1e3:>8.2f} "
-            f"{t_ufm / floor:>7.2f} {t_check * 1e3:>10.2f} {t_check / floor:>7.2f} "
+            f"{t_ufm / floor:>7.2f} {t_unpc * 1e3:>8.2f} {t_unpc / t_ufm:>8.2f} "
+            f"{t_check * 1e3:>10.2f} {t_check / floor:>7.2f} "
             f"{t_torch * 1e3:>9.2f} {t_torch / t_ufm:>9.2f} {t_torch / t_check:>12.2f}  {impl}"
         )
     print("\nTargets: ufm/floor <= 2 and torch/ufm >= 2.")
-    for M, dtype, kind, floor, t_ufm, t_check, t_torch, _ in rows:
+    for M, dtype, kind, floor, t_ufm, _, t_check, t_torch, _ in rows:
         verdict = []
         for name, t in (("every step", t_ufm), (f"check_every={C}", t_check)):
             ok = t / floor <= 2 and (np.isnan(t_torch) or t_torch / t >= 2)

@@ -5,9 +5,8 @@ Targets with orthogonal, zero-mean columns (a Sylvester-Hadamard matrix) have si
 ``s = (12, 8, 4)`` exactly, so every stationary point is known in closed form: keep a set ``S``
 of ``d`` directions, ``Z = sum_{i in S} (s_i - M tau) u_i v_i^T``. The certificate there must
 equal ``max_{j not in S} s_j / min_{i in S} s_i - 1`` (a ratio of singular values of the data:
-an independent computation), > 0 at the saddles and <= 0 at the global minimum. Before, the
-constrained case was "not applicable" and a solve started in a lesser direction ended
-``successful`` at a saddle with 2.6 times the optimal loss.
+an independent computation), > 0 at the saddles and <= 0 at the global minimum, so a solve
+started in a lesser direction ends ``saddle``, never ``successful``.
 """
 
 import itertools

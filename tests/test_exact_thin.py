@@ -1,10 +1,9 @@
 """The exact solver with fewer features than outputs (``d < n``, ``ufm/_exact.py``).
 
 There ``K = A A^T + rho I`` has ``n - d`` eigenvalues ``rho`` beside ones of order ``||A||^2``;
-with lambdas of 1e-10 and targets of size 1e6 its Cholesky factorisation failed (``nonfinite``
-at step 0 for ``d = 1``, ``stalled`` at 8.5 times the optimal loss for ``d = 2``). Where
-``||A||^2 / rho >= 0.01 / eps`` the reduced objective now goes through ridge solutions
-instead (below it, ``K`` is formed: the ridge form's residual ``V - A X`` floored the gradient
+with lambdas of 1e-10 and targets of size 1e6 its Cholesky factorisation fails. Where
+``||A||^2 / rho >= 0.01 / eps`` the reduced objective goes through ridge solutions instead
+(below it, ``K`` is formed: the ridge form's residual ``V - A X`` would floor the gradient
 when the rank-``d`` model explains all the variance). Checked here: both forms against an
 independent numpy computation of the ``K`` form where it is accurate, and solves in both
 regimes against the closed form of :mod:`theory`, on the full and the sweep paths."""

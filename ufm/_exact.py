@@ -30,9 +30,10 @@ comparing the two is a check between independent computations. It needs ``rho > 
 
 Fewer features than outputs (``r = d < n``): ``K`` then has ``n - r`` eigenvalues equal to
 ``rho`` beside ones of order ``||A||^2``, and forming it loses the small ones once
-``||A||^2 / rho`` nears ``1 / eps`` (``d < n``, lambdas 1e-10, targets of size 1e6: Cholesky
-failed at the start). Where ``||A||_F^2 / rho >= 0.01 / eps`` (:func:`_k_is_safe`, per
-instance and per evaluation) every product with ``K^{-1}`` goes through the ridge solution
+``||A||^2 / rho`` nears ``1 / eps`` (e.g. ``d < n``, lambdas 1e-10 and targets of size 1e6,
+where its Cholesky factorisation fails). Where ``||A||_F^2 / rho >= 0.01 / eps``
+(:func:`_k_is_safe`, per instance and per evaluation) every product with ``K^{-1}`` goes
+through the ridge solution
 ``X = (A^T A + rho I_r)^{-1} A^T V = argmin_X ||V - A X||^2 + rho ||X||^2`` (:func:`ridge`,
 from a QR factorisation of ``[A; sqrt(rho) I_r]``, so nothing is squared): ``K^{-1} A = X^T``
 for ``V = I`` (push-through), ``rho K^{-1} V = V - A X`` (a residual, never ``V / rho``), and
@@ -44,9 +45,7 @@ the gradient when a rank-``d`` model explains all the variance.
 
 The data enter only through :func:`moments` (one ``O(N n^2)`` pass): a sweep over lambdas forms
 them once for all its points. The ``n x n`` linear algebra of every step is a Cholesky
-factorisation and triangular solves (LAPACK). Writing them out entry by entry for small ``n``
-ran 2.2-3.3x faster under ``jax.vmap`` on a CPU, but a sweep's rows were then not bitwise equal
-between sharded and unsharded runs (jax 0.10.2), so that form was dropped.
+factorisation and triangular solves (LAPACK).
 """
 
 from __future__ import annotations
@@ -107,9 +106,9 @@ def _k_is_safe(A: jax.Array, rho: jax.Array) -> jax.Array:
     """``||A||_F^2 / rho < 0.01 / eps``: ``K``'s eigenvalues ``rho`` survive its rounding
     (module docstring). Where they do, the ``K`` form is the more accurate one: a residual
     ``rho K^{-1} V`` from triangular solves has a small relative error, while ``V - A X`` is a
-    difference with an absolute error ``eps ||V||``, which kept the stopping test from passing
+    difference with an absolute error ``eps ||V||``, which keeps the stopping test from passing
     when a rank-``d`` model explains all the variance (``d >= rank Sigma``) and the lambdas are
-    small beside it (review, helper-20: rank-1 targets x 1e6, lambdas 1e-2 and 1e-1)."""
+    small beside it (e.g. rank-1 targets of size 1e6, lambdas 1e-2 and 1e-1)."""
     return jnp.sum(A**2) < (0.01 / jnp.finfo(A.dtype).eps) * rho
 
 

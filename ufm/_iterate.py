@@ -15,6 +15,13 @@ advanced by an optax transformation until
   explodes nor an iterate that shrinks towards a stationary origin passes the test by its own
   smallness. ``atol`` (default 0, in units of ``f``) is for problems whose optimal value is 0
   (zero regularisation), where no relative test can hold,
+* with ``progress_window = w`` (``ufm.solve`` sets it for problems that are not smooth, e.g. a
+  deep UFM with ReLU): the objective fell by at most ``atol + rtol |f|`` over the last ``w``
+  steps and the smallest ``||g||`` seen did not halve in them (``no_progress``). At a kink of
+  a nonsmooth objective the gradient need not vanish at a minimiser, so the stationarity test
+  may never hold there; a run converging in a smooth region shrinks ``||g||`` fast and ends
+  ``successful`` instead. The windows are consecutive blocks of ``w`` steps (the first from
+  step 0), tested at the first tested step after each block ends,
 * ``max_steps`` steps were taken (``max_steps_reached``),
 * ``f`` or ``g`` is NaN/inf (``nonfinite``), or
 * the run can make no further progress while the test fails (``stalled``). With a line
@@ -97,6 +104,10 @@ class _Carry(NamedTuple):
     probe: jax.Array  # the last step left f and ||g|| unchanged: test for a fixed point
     probe_at: jax.Array  # the earliest step for the next test (after one that found none)
     gap: jax.Array  # the wait after the next test that finds none (doubles each time)
+    ref_f: jax.Array  # progress window: the objective at the window's start
+    ref_g: jax.Array  # progress window: the smallest ||g|| seen up to the window's start
+    min_g: jax.Array  # progress window: the smallest ||g|| seen so far
+    ref_step: jax.Array  # progress window: the step at the window's start
 
 
 def _classify(f, f0, gnorm, yscale, rtol, atol, zero_update=None):
@@ -139,6 +150,7 @@ def iterate(
     record_every: int | None = None,
     record_fn: Callable[[Any, jax.Array], tuple] | None = None,
     check_every: int = 1,
+    progress_window: int | None = None,
 ):
     """Minimise ``fn`` from ``y0`` with ``optimizer``.
 
@@ -153,6 +165,8 @@ def iterate(
         check_every: run the stopping test (and the norms it needs) after every
             ``check_every``-th step only (see the module docstring); not with
             ``reuse_linesearch_value``.
+        progress_window: also end a run that makes no progress over this many steps
+            (``no_progress``, see the module docstring); ``None``: no such rule.
 
     Returns:
         ``(y, f, gnorm, num_steps, status, records)``; ``records`` is ``None`` without
@@ -205,7 +219,21 @@ def iterate(
     status0 = jnp.where(finite0, _RUNNING, Status.nonfinite).astype(jnp.int32)
     zero = jnp.array(0)
     carry = _Carry(
-        y0, state0, f0, f0, aux0, gnorm0, zero, status0, jnp.array(False), zero, jnp.array(1)
+        y0,
+        state0,
+        f0,
+        f0,
+        aux0,
+        gnorm0,
+        zero,
+        status0,
+        jnp.array(False),
+        zero,
+        jnp.array(1),
+        f0,
+        gnorm0,
+        gnorm0,
+        zero,
     )
 
     def update(c: _Carry):
@@ -231,7 +259,7 @@ def iterate(
         else:
             status = _classify(f, f0, gnorm, yscale, rtol, atol, all_zero(updates))
             probe = jnp.array(False)
-        return c._replace(
+        c = c._replace(
             y=y,
             state=state,
             f=f,
@@ -241,6 +269,23 @@ def iterate(
             step=c.step + 1,
             status=status,
             probe=probe,
+        )
+        return c if progress_window is None else progress(c)
+
+    def progress(c: _Carry) -> _Carry:
+        # At the end of each window: no progress when the objective fell by at most
+        # ``atol + rtol |f|`` and the smallest ||g|| seen did not halve (a run converging in a
+        # smooth region shrinks ||g|| fast, so it reaches the stationarity test instead).
+        min_g = jnp.minimum(c.min_g, c.gnorm)
+        due = c.step - c.ref_step >= progress_window
+        flat = c.ref_f - c.f <= atol + rtol * jnp.abs(c.f)
+        settled = due & flat & (min_g > 0.5 * c.ref_g) & (c.status == _RUNNING)
+        return c._replace(
+            status=jnp.where(settled, Status.no_progress, c.status).astype(jnp.int32),
+            ref_f=jnp.where(due, c.f, c.ref_f),
+            ref_g=jnp.where(due, min_g, c.ref_g),
+            min_g=min_g,
+            ref_step=jnp.where(due, c.step, c.ref_step),
         )
 
     def light(c: _Carry) -> _Carry:

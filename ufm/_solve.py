@@ -19,6 +19,9 @@ from .problems._base import Problem
 _CERTIFICATE_RTOL = 1e-2
 # Default (rtol, atol) of the scale-free stationarity test of ``ufm/_iterate.py``, by precision.
 _DEFAULT_TOL = {8: (1e-10, 0.0), 4: (1e-5, 0.0)}
+# Steps per window of the no-progress rule (``ufm/_iterate.py``) for problems that are not
+# smooth (``problem.smooth`` is False); smooth problems run without it.
+PROGRESS_WINDOW = 50
 
 
 def _record_fn(problem, to_params, extra):
@@ -45,6 +48,7 @@ def _solve_one(problem, solver, key, init, rtol, atol, max_steps, record_every, 
         check_every=solver.check_every,
         record_every=record_every,
         record_fn=None if record_every is None else _record_fn(problem, to_params, record),
+        progress_window=None if getattr(problem, "smooth", True) else PROGRESS_WINDOW,
     )
     traj = None
     if records is not None:

@@ -12,11 +12,11 @@ solvers optimise ``params / scales``; ``Solution.params`` is always returned in 
 variables. Regression: the
 feature block's curvature is ``O(1/M)`` (``lambda_H/M`` plus ``||W||^2/M``) while the weight
 block's is ``O(1)``, so ``(s_H, s_W) = (sqrt(M), 1)``. Classification: ``(sqrt(N), sqrt(N))``
-(see ``ClassificationUFM.precondition_scales``). On (n, d, M) = (3, 256, 10^4),
-lambda = 1e-3, the issue measured a relative ``W W^T`` error of 0.33 after 1000 steps of
-unpreconditioned L-BFGS; preconditioned L-BFGS reached 1.8e-11 in 569 steps here
-(``benchmarks/regression.py`` prints current figures). Pass ``precondition=False`` to
-reproduce the papers' dynamics on the objective as written.
+(see ``ClassificationUFM.precondition_scales``). Without it the curvatures of the blocks
+differ by a factor ``M``, so L-BFGS and gradient descent converge slowly on large problems
+(``benchmarks/regression.py`` measures both). Pass ``precondition=False`` to reproduce the
+papers' dynamics on the objective as written; a step costs the same
+(``benchmarks/dynamics.py``).
 
 A problem may offer an exact hand-written linearisation (``linearise(y, scales)`` and
 ``gradient(y, aux, scales)``, e.g. ``RegressionUFM``); the momentum and Adam solvers then
@@ -30,7 +30,10 @@ a new problem, key or learning rate never recompiles and a learning-rate sweep r
 
 from __future__ import annotations
 
+import abc
 import dataclasses
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -73,7 +76,71 @@ class _Objective:
 MAX_CHECK_EVERY = 2**30
 
 
-class _GradientSolver:
+class Solver(abc.ABC):
+    """What a solver provides to :func:`ufm.solve` and the loop of ``ufm/_iterate.py``.
+
+    A solver holds algorithm settings only (the data lives in the problem). It is a pytree:
+    static settings in the tree's structure (hashable, e.g. a frozen dataclass registered with
+    ``jax.tree_util.register_static``) and traced hyperparameters as leaves, so a new problem,
+    key or hyperparameter value never recompiles. ``ufm.solve`` runs, inside one ``jax.jit``::
+
+        solver.check(problem)                  # before any work (concrete values)
+        fn, y0, to_params = solver.setup(problem, key, init)
+        iterate(fn, solver.optimizer(), y0, check_every=solver.check_every,
+                reuse_linesearch_value=solver.reuse_linesearch_value, ...)
+        params = to_params(y)
+
+    A *staged* solver (``staged = True``) splits ``setup`` so that the loop runs on a summary
+    of the data and compiles once per summary shape: :meth:`prepare`, :meth:`reduced_objective`
+    and :meth:`recover` (see :class:`Exact`).
+
+    Attributes:
+        default_max_steps: the step budget when ``ufm.solve`` gets no ``max_steps``.
+        reuse_linesearch_value: the optimiser is a line search whose state holds the objective
+            and gradient at the new iterate (``optax.value_and_grad_from_state``); the loop
+            then reads them from the state and stalls at an exactly zero update.
+        check_every: steps per stopping test (1 for line searches).
+        staged: whether ``ufm.solve`` runs the staged path.
+    """
+
+    default_max_steps: int = 1_000
+    reuse_linesearch_value: bool = False
+    check_every: int = 1
+    staged: bool = False
+
+    def check(self, problem) -> None:
+        """Raise a clear error, before any work, if the solver cannot solve ``problem``
+        (the default accepts every problem)."""
+        return None
+
+    @abc.abstractmethod
+    def setup(
+        self, problem, key: jax.Array, init
+    ) -> tuple[Callable[[Any], jax.Array], Any, Callable[[Any], Any]]:
+        """``(fn, y0, to_params)``: the scalar objective of the solver's variables ``y``, the
+        start ``y0`` (from ``init``, or the problem's ``default_init(key)``), and the map from
+        ``y`` back to the problem's variables. ``fn`` may offer the exact linearisation of
+        ``ufm/_iterate.py`` (``fn.linearise``, ``fn.gradient``)."""
+
+    @abc.abstractmethod
+    def optimizer(self) -> optax.GradientTransformationExtraArgs:
+        """The optax transformation the loop runs; it accepts the ``value``, ``grad`` and
+        ``value_fn`` keyword arguments."""
+
+    def prepare(self, problem, key: jax.Array, init) -> tuple[Any, Any]:
+        """Staged solvers: ``(summary, y0)``, the data summary the loop runs on."""
+        raise NotImplementedError(f"{type(self).__name__} is not a staged solver")
+
+    def reduced_objective(self, y, summary) -> jax.Array:
+        """Staged solvers: the objective of ``y`` given the summary."""
+        raise NotImplementedError(f"{type(self).__name__} is not a staged solver")
+
+    def recover(self, problem, summary, y):
+        """Staged solvers: the problem's variables at the loop's final ``y``."""
+        raise NotImplementedError(f"{type(self).__name__} is not a staged solver")
+
+
+class _GradientSolver(Solver):
     """Shared part of the solvers that run on all of a problem's variables."""
 
     precondition: bool = True
@@ -85,16 +152,19 @@ class _GradientSolver:
         p0 = problem.default_init(key) if init is None else init
         scales = problem.precondition_scales()
         if not self.precondition:
-            scales = jax.tree_util.tree_map(jnp.ones_like, scales)
+            # Unit scales behind an optimisation barrier: the compiler cannot fold the
+            # multiplications by 1, so the step is the preconditioned program with other scalar
+            # values and compiles to the same fusions at the same cost (with them folded,
+            # XLA:CPU fuses the feature block's reductions differently, materialising
+            # broadcast scalars as full M x d arrays that every step reads).
+            ones = jax.tree_util.tree_map(jnp.ones_like, scales)
+            scales = ones
 
         def to_params(y):
             return jax.tree_util.tree_map(lambda s, v: s * v, scales, y)
 
         y0 = jax.tree_util.tree_map(lambda s, p: p / s, scales, p0)
         return _Objective(problem, scales, to_params), y0, to_params
-
-    def check(self, problem) -> None:
-        pass
 
 
 @jax.tree_util.register_static
@@ -209,7 +279,7 @@ class OptaxSolver(_GradientSolver):
 
 @jax.tree_util.register_static
 @dataclasses.dataclass(frozen=True)
-class Exact:
+class Exact(Solver):
     """Exact solver for MSE problems: ridge-eliminate ``H``, ``b``; L-BFGS over ``W`` only.
 
     The ``W`` part costs ``O(n^3)`` per step whatever ``M`` and ``d`` are; recovering ``H``
@@ -287,11 +357,11 @@ def resolve_solver(solver, problem):
                 f"or a ufm solver object, got {solver!r}"
             )
         return SOLVER_NAMES[solver]()
-    if isinstance(solver, Exact | LBFGS | OptaxSolver):
+    if isinstance(solver, Solver):
         return solver
     if isinstance(solver, optax.GradientTransformation):
         return OptaxSolver(solver)
     raise TypeError(
         f"solver must be one of {sorted(SOLVER_NAMES)}, an optax.GradientTransformation or a "
-        f"ufm solver object (ufm.Exact, ufm.LBFGS, ufm.OptaxSolver), got {solver!r}"
+        f"ufm.Solver (ufm.Exact, ufm.LBFGS, ufm.OptaxSolver or a subclass), got {solver!r}"
     )
