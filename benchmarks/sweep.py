@@ -19,7 +19,7 @@
   extrapolated to 1,000 points, without it (``reduction=False``: 65,290 variables a point).
 * ``rss``: peak resident memory of the 10,000-point regression sweep by chunk size, each in a
   fresh subprocess (peak RSS only grows within a process; compilation included). Chunks are
-  capped at 4096 points a CPU device (``ufm/_sweep.py``: larger ones hung in XLA's CPU
+  capped at 4096 points a CPU device (``ufm/_sweep/chunks.py``: larger ones hung in XLA's CPU
   runtime with jax 0.10.2).
 
 Not here (the issue's optional part): the dynamics solvers' cost per step against the memory

@@ -1,4 +1,4 @@
-"""The bad-input catalogue of ``ufm check`` (issue 7): every bad option or ``--targets`` file
+"""The bad-input catalogue of ``ufm check``: every bad option or ``--targets`` file
 exits 2 with a message naming the option, before any work (nothing on stdout: the heading is
 printed just before the solve), and never with a traceback.
 
@@ -183,6 +183,7 @@ def test_catalogue_size():
     assert len(TARGET_FILES) + 2 + len(OPTIONS) >= 30
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "args, match",
     [

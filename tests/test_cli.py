@@ -79,6 +79,7 @@ def test_bad_arguments_exit_2(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("ufm") is None, reason="console script not installed")
 def test_console_script():
     r = subprocess.run(["ufm", "check"], capture_output=True, text=True, timeout=300)
@@ -94,3 +95,26 @@ def test_check_deep(capsys):
     with pytest.raises(SystemExit) as e:
         main([*args, "--widths", "4,0"])
     assert e.value.code == 2 and "--widths" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "why"),
+    [
+        (["--widths", "4,4,4", "--classes", "3", "--per-class", "2"], "L = 3 >= 3 layers"),
+        (["--widths", "2,2", "--classes", "4"], "every width >= K = 4"),
+    ],
+    ids=["relu-three-layers-three-classes", "relu-widths-below-K"],
+)
+def test_check_refuses_a_deep_model_theory_does_not_predict(extra, why, capsys, monkeypatch):
+    import ufm._cli.check as check_module
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("ufm check solved a problem it should have refused")
+
+    monkeypatch.setattr(check_module, "_run", no_solve)
+    with pytest.raises(SystemExit) as e:
+        main(["check", "--problem", "deep", "--activation", "relu", *extra])
+    err = capsys.readouterr().err
+    assert e.value.code == 2, err
+    assert "--activation/--widths" in err and why in err and "Theory covers" in err
+    assert "Traceback" not in err

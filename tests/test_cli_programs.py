@@ -16,6 +16,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from ufm._cli import _programs
 from ufm._cli._programs import ProgramStore
@@ -120,6 +121,7 @@ def test_keeps_the_newest_files(tmp_path, monkeypatch):
     assert len(_files(tmp_path)) == 2
 
 
+@pytest.mark.slow
 def test_off_without_a_directory(tmp_path):
     store = ProgramStore(None)
     assert not store.on_disk
@@ -156,6 +158,7 @@ def _jax_entries(cache):
     return sorted(p.name for p in cache.glob("jit_ufm_*"))
 
 
+@pytest.mark.slow
 def test_check_with_both_caches(tmp_path):
     cold = _check(tmp_path)
     assert cold[0] == 0 and "PASS" in cold[2], cold[2]
@@ -177,6 +180,7 @@ def test_check_with_both_caches(tmp_path):
     assert bad[0] == 2 and "cannot read" in bad[2] and "Fatal" not in bad[2], bad[2]
 
 
+@pytest.mark.slow
 def test_check_when_jax_cache_holds_the_programs(tmp_path):
     # JAX's cache holds the programs and the store has lost its files: the files written now
     # must load and run without being replaced (jaxlib cannot serialise an executable it
@@ -196,6 +200,7 @@ def test_check_when_jax_cache_holds_the_programs(tmp_path):
     assert _contents(programs) == rewritten
 
 
+@pytest.mark.slow
 def test_check_classification_program_with_static_arguments(tmp_path):
     args = ("--problem", "mse", "--classes", "3", "--per-class", "2", "--d", "5")
     cold = _check(tmp_path, *args)

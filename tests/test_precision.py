@@ -16,7 +16,7 @@ import pytest
 
 import theory
 import ufm
-from theory import _compare
+from theory import _classification_reference, _reference, _regression_reference
 
 
 def _dot_precisions(closed_jaxpr) -> list:
@@ -104,18 +104,18 @@ def test_compare_traces_full_precision(problems):
         d = p.feature_dim
         return ufm.Params(jnp.ones((N, d)), jnp.ones((n, d)), jnp.ones(n))
 
-    ref = _compare._reference_precision(reg)
-    n_reg = _assert_highest(lambda P: _compare._regression_numbers(ref, P), params(ref))
-    ref = _compare._reference_precision(mse)
+    ref = _reference.reference_precision(reg)
+    n_reg = _assert_highest(lambda P: _regression_reference.compare_numbers(ref, P), params(ref))
+    ref = _reference.reference_precision(mse)
     n_cls = _assert_highest(
-        lambda P: _compare._classification_numbers(ref, P, 4, True), params(ref)
+        lambda P: _classification_reference.compare_numbers(ref, P, 4, True), params(ref)
     )
     assert n_reg > 3 and n_cls > 3
 
 
 def test_sweep_runs_its_chunks_at_full_precision(problems, monkeypatch):
     """``ufm.sweep`` traces its chunks (its own ``n x n`` path included) under HIGHEST."""
-    import ufm._sweep as sweep_module
+    import ufm._sweep.api as sweep_module
 
     seen = []
     run_chunk = sweep_module.run_chunk

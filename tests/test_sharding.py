@@ -17,6 +17,7 @@ import textwrap
 import time
 
 import numpy as np
+import pytest
 
 import ufm
 from ufm._cli.check import default_targets
@@ -33,7 +34,7 @@ SCRIPT = textwrap.dedent(
     jax.config.update("jax_enable_x64", True)
     import numpy as np
     import ufm
-    from ufm import _sweep_io
+    from ufm._sweep import files as _sweep_io
     from ufm._cli.check import default_targets
 
     out_dir = sys.argv[1]
@@ -75,6 +76,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 def test_sharded_solve_and_sweep_killed_mid_write_then_resumed(tmp_path):
     env = dict(os.environ)
     env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"

@@ -124,12 +124,17 @@ def test_reduced_sweep_matches_the_unreduced_sweep_and_the_closed_form(ce_tables
     np.testing.assert_allclose(red["loss"], full["loss"], rtol=1e-9)
     # Against theory.classification (Zhu et al.'s ETF optimum), an independent computation.
     assert np.max(np.abs(red["loss_gap"])) < 1e-9
-    assert np.max(red["err_gram_W"]) < 1e-4 and np.max(red["err_gram_H"]) < 1e-4
+    assert np.max(red["err_gram_W"]) < 1e-8 and np.max(red["err_class_mean_gram"]) < 1e-8
     np.testing.assert_array_equal(red["rank"], red["rank_theory"])
     # NC1 is 0 by construction on the reduced path: not measured; the others are.
     assert np.all(np.isnan(red["nc1"])) and np.all(np.isfinite(full["nc1"]))
-    for c in ("nc2", "nc3", "nc4"):
-        np.testing.assert_allclose(red[c], full[c], atol=1e-4)
+    # At the optimum both paths give collapse (NC2 ~1e-11, NC3 ~1e-20, NC4 = 0): held to the
+    # documented float64 accuracy, not to a tolerance that 0 and 1e-5 would both meet.
+    for c in ("nc2", "nc3"):
+        assert np.max(red[c]) < 1e-8 and np.max(full[c]) < 1e-8, c
+        np.testing.assert_allclose(red[c], full[c], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(red["nc4"], full["nc4"])
+    assert np.all(red["nc4"] == 0)
 
 
 def test_reduction_option_checks():

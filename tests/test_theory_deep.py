@@ -448,3 +448,26 @@ def test_bad_input_other_entry_points():
         deep.optimum(np.eye(2), 0.1, 0.1, (2,)).feature_gram(2)
     with pytest.raises(ValueError, match="P"):
         scalar.kappa_crit(1)
+
+
+def test_out_of_scope_relu_is_a_value_and_compare_bounds_the_loss():
+    import theory
+    import ufm
+
+    labels = np.repeat(np.arange(3), 2)
+    p = ufm.DeepUFM.from_labels(labels, 3, 5e-3, 5e-3, (4, 4, 4), "relu")
+    ref = theory.reference(p)
+    assert not ref.available and "L = 3 >= 3" in ref.reason
+    assert ref.notes()["loss_theory"] == ref.reason
+    sol = ufm.solve(p, "lbfgs", restarts=2, key=jax.random.PRNGKey(0))
+    cmp = theory.compare(sol, p)
+    assert not cmp.available and cmp.reason == ref.reason and not cmp.passed(1.0)
+    assert cmp.errors == {} and "loss" in cmp.not_compared
+    ((name, gap),) = cmp.bounds.items()  # the loss against the DNC candidate, an upper bound
+    cand = deep.dnc_candidate_loss(3, 2, 5e-3, 5e-3, (4, 4, 4))
+    assert "DNC candidate" in name
+    assert gap == pytest.approx((float(sol.loss) - cand) / abs(cand), rel=1e-6, abs=1e-12)
+    assert "not compared" in cmp.table(1e-6)
+    # In scope (linear): available, and the same problem compares quantity by quantity.
+    lin = ufm.DeepUFM.from_labels(labels, 3, 5e-3, 5e-3, (4, 4, 4), "linear")
+    assert theory.reference(lin).available

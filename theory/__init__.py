@@ -11,15 +11,46 @@
 * :mod:`theory.symbolic` - the regression closed form in exact sympy arithmetic, with an exact check
   that the objective's gradient vanishes there; :mod:`theory.symbolic_classification` derives
   the classification thresholds and losses symbolically.
+* :func:`reference` - the one owner of what theory predicts for a problem and how a solution
+  compares (a :class:`Reference` per problem kind; ``available``/``reason`` where theory
+  predicts nothing); :func:`compare`, :func:`ufm.sweep`'s closed-form columns and ``ufm check``
+  use it.
 * :func:`compare` - relative errors of a :class:`ufm.Solution` against the closed form;
   :func:`precompile` compiles its program ahead (e.g. in a thread while a solver compiles).
+
+``theory`` builds on the core of :mod:`ufm` (its problems, solvers and metrics submodules) and
+never imports the ``ufm`` facade or its workflows (sweeps, plots, the command line).
 """
 
+# Imported in this order: the order in which messages list the problem kinds.
+# isort: off
+from . import regression as regression
 from . import classification as classification
 from . import deep as deep
-from . import regression as regression
-from ._compare import Comparison as Comparison
+from . import _regression_reference as _regression_reference
+from . import _classification_reference as _classification_reference
+from . import _deep_reference as _deep_reference
+
+# isort: on
+from ._classification_reference import ClassificationReference as ClassificationReference
 from ._compare import compare as compare
 from ._compare import precompile as precompile
+from ._deep_reference import DeepReference as DeepReference
+from ._reference import Comparison as Comparison
+from ._reference import Reference as Reference
+from ._reference import reference as reference
+from ._regression_reference import RegressionReference as RegressionReference
 
-__all__ = ["Comparison", "classification", "compare", "deep", "precompile", "regression"]
+__all__ = [
+    "ClassificationReference",
+    "Comparison",
+    "DeepReference",
+    "Reference",
+    "RegressionReference",
+    "classification",
+    "compare",
+    "deep",
+    "precompile",
+    "reference",
+    "regression",
+]

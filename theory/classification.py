@@ -53,8 +53,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import ufm
+from ufm import metrics
 from ufm._linalg import full_precision
+from ufm._solve import solve
+from ufm._solvers import OptaxSolver
+from ufm._types import Params
 from ufm._validate import (
     bias_option,
     check_int,
@@ -64,6 +67,7 @@ from ufm._validate import (
     is_concrete,
     positive_number,
 )
+from ufm.problems import ClassificationUFM
 
 
 class ClassificationOptimum(NamedTuple):
@@ -199,12 +203,12 @@ def optimum(
 
 
 def _check_problem(problem) -> None:
-    if not isinstance(problem, ufm.ClassificationUFM):
+    if not isinstance(problem, ClassificationUFM):
         raise TypeError(f"problem must be a ufm.ClassificationUFM, got {type(problem).__name__}")
     problem.check_unbatched()
 
 
-def balanced_sizes(problem: ufm.ClassificationUFM) -> int:
+def balanced_sizes(problem: ClassificationUFM) -> int:
     """``n`` if every class has ``n`` samples (concrete labels), else a ``ValueError``."""
     _check_problem(problem)
     counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
@@ -215,7 +219,7 @@ def balanced_sizes(problem: ufm.ClassificationUFM) -> int:
     return int(counts[0])
 
 
-def optimum_of(problem: ufm.ClassificationUFM) -> ClassificationOptimum:
+def optimum_of(problem: ClassificationUFM) -> ClassificationOptimum:
     """:func:`optimum` for a balanced :class:`ufm.ClassificationUFM`."""
     _check_problem(problem)
     bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
@@ -281,14 +285,14 @@ def zero_regularisation_check(
     budgets = [check_int(b, f"budgets[{i}]", minimum=0) for i, b in enumerate(budgets)]
     init_scale = positive_number(init_scale, "init_scale")
     lr = positive_number(lr, "lr")
-    p = ufm.ClassificationUFM(labels, K, 0.0, 0.0, feature_dim, loss=loss, bias="none")
-    init = ufm.Params(*(x * init_scale / 0.1 for x in p.default_init(key)))
+    p = ClassificationUFM(labels, K, 0.0, 0.0, feature_dim, loss=loss, bias="none")
+    init = Params(*(x * init_scale / 0.1 for x in p.default_init(key)))
     if loss == "mse":
-        sol = ufm.solve(p, "lbfgs", init=init, max_steps=5000, atol=1e-12)
+        sol = solve(p, "lbfgs", init=init, max_steps=5000, atol=1e-12)
         H, W, b = sol.params
         return ClassificationZeroCheck(
             np.array([float(sol.loss)]),
-            np.array([float(ufm.metrics.nc1(H, labels, K))]),
+            np.array([float(metrics.nc1(H, labels, K))]),
             np.array([float(jnp.linalg.norm(W) + jnp.linalg.norm(H))]),
             np.array([int(sol.num_steps)]),
         )
@@ -296,13 +300,13 @@ def zero_regularisation_check(
 
     out = []
     for steps in budgets:
-        gd = ufm.OptaxSolver(optax.sgd(lr), precondition=False)
-        sol = ufm.solve(p, gd, init=init, max_steps=steps, rtol=0.0, atol=0.0)
+        gd = OptaxSolver(optax.sgd(lr), precondition=False)
+        sol = solve(p, gd, init=init, max_steps=steps, rtol=0.0, atol=0.0)
         H, W, b = sol.params
         out.append(
             (
                 float(sol.loss),
-                float(ufm.metrics.nc1(H, labels, K)),
+                float(metrics.nc1(H, labels, K)),
                 float(jnp.linalg.norm(W) + jnp.linalg.norm(H)),
                 int(sol.num_steps),
             )

@@ -80,6 +80,7 @@ __all__ = [
     "one_hot_balanced",
     "optimum",
     "optimum_from_labels",
+    "scope_error",
 ]
 
 kappa_crit = scalar.kappa_crit
@@ -241,6 +242,21 @@ def _relu_provenance(onehot, w: tuple[int, ...], bias: bool) -> str:
         "collapse is not predicted to be optimal (Sukenik, Lampert, Mondelli, NeurIPS 2024: "
         "low-rank solutions can beat it); dnc_candidate_loss gives an upper bound"
     )
+
+
+def scope_error(targets, widths, activation: str = "linear", bias: bool = False) -> str:
+    """Why :func:`optimum` predicts nothing for this model (``""`` when it does): the ReLU
+    model with ``L >= 2`` outside the established cases (bias, targets that are not balanced
+    one-hot rows, a width below ``K``, ``L >= 3`` with ``K >= 3``). Arguments as in
+    :func:`optimum`, checked there (this function does not validate them)."""
+    w = tuple(int(d) for d in widths)
+    if activation != "relu" or len(w) < 2:
+        return ""
+    try:
+        _relu_provenance(one_hot_balanced(np.asarray(targets, np.float64)), w, bool(bias))
+    except (NotImplementedError, ValueError) as err:
+        return str(err)
+    return ""
 
 
 def optimum(

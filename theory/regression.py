@@ -40,9 +40,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import ufm
+from ufm import metrics
 from ufm._linalg import eigh_desc, full_precision
+from ufm._solve import solve
+from ufm._types import Params
 from ufm._validate import check_int, check_key, float_array, is_concrete, positive_number
+from ufm.problems import RegressionUFM
 
 
 class RegressionOptimum(NamedTuple):
@@ -82,21 +85,29 @@ class RegressionOptimum(NamedTuple):
         return Yc @ self.feature_gram_core @ Yc.T
 
 
-def _check_positive(problem: ufm.RegressionUFM) -> None:
-    if not isinstance(problem, ufm.RegressionUFM):
+def _check_positive(problem: RegressionUFM) -> None:
+    if not isinstance(problem, RegressionUFM):
         raise TypeError(f"problem must be a ufm.RegressionUFM, got {type(problem).__name__}")
     problem.check_unbatched()
+    why = _zero_lambda(problem)
+    if why:
+        raise ValueError(why)
+
+
+def _zero_lambda(problem) -> str:
+    """Why a problem with a (concrete) zero lambda has no closed form, or ``""``."""
     for name in ("lambda_H", "lambda_W"):
         v = getattr(problem, name)
         if is_concrete(v) and float(v) <= 0:
-            raise ValueError(
+            return (
                 f"{name} must be > 0 for a closed-form optimum, got {float(v)}; at zero "
                 "regularisation the minimisers are not unique (see zero_regularisation_check)"
             )
+    return ""
 
 
 @full_precision
-def optimum_of(problem: ufm.RegressionUFM) -> RegressionOptimum:
+def optimum_of(problem: RegressionUFM) -> RegressionOptimum:
     """:func:`optimum` for a :class:`ufm.RegressionUFM` (works under ``jax.vmap``)."""
     _check_positive(problem)
     lH, lW = problem.lambda_H, problem.lambda_W
@@ -150,7 +161,7 @@ def optimum(targets, lambda_H, lambda_W, feature_dim: int, bias: bool = True) ->
         feature_dim: ``d``.
         bias: whether the model has the free (unregularised) bias.
     """
-    return optimum_of(ufm.RegressionUFM(targets, lambda_H, lambda_W, feature_dim, bias))
+    return optimum_of(RegressionUFM(targets, lambda_H, lambda_W, feature_dim, bias))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,17 +234,17 @@ def zero_regularisation_check(
     dt = Y.dtype
 
     def run(lam, k):
-        problem = ufm.RegressionUFM(Y, lam, lam, feature_dim, bias=False)
+        problem = RegressionUFM(Y, lam, lam, feature_dim, bias=False)
         kh, kw = jax.random.split(k)
-        init = ufm.Params(
+        init = Params(
             init_scale * jax.random.normal(kh, (M, feature_dim), dt),
             init_scale * jax.random.normal(kw, (n, feature_dim), dt),
             jnp.zeros((n,), dt),
         )
         # At lambda = 0 the optimal value is 0, so the test needs an absolute tolerance.
-        sol = ufm.solve(problem, "lbfgs", init=init, max_steps=max_steps, atol=1e-12)
+        sol = solve(problem, "lbfgs", init=init, max_steps=max_steps, atol=1e-12)
         # Bias-free model: PCA of the uncentred features, as theory.compare does.
-        return sol.loss, ufm.metrics.nrc1(sol.params.H, n, center=False), sol.status
+        return sol.loss, metrics.nrc1(sol.params.H, n, center=False), sol.status
 
     zero = jax.vmap(lambda k: run(jnp.zeros((), dt), k))(keys)
     pos = jax.vmap(lambda k: run(jnp.asarray(lambda_positive, dt), k))(keys)

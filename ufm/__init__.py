@@ -27,9 +27,10 @@ from ._solve import solve as solve
 from ._solvers import LBFGS as LBFGS
 from ._solvers import Exact as Exact
 from ._solvers import OptaxSolver as OptaxSolver
+from ._solvers import Solver as Solver
 from ._sweep import SweepTable as SweepTable
+from ._sweep import shard_samples as shard_samples
 from ._sweep import sweep as sweep
-from ._sweep_shard import shard_samples as shard_samples
 from ._types import Params as Params
 from .problems import ClassificationUFM as ClassificationUFM
 from .problems import DeepParams as DeepParams
@@ -53,6 +54,7 @@ __all__ = [
     "RegressionUFM",
     "Restarts",
     "Solution",
+    "Solver",
     "Status",
     "Trajectory",
     "convert_lambdas",

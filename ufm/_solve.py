@@ -48,7 +48,7 @@ def _solve_one(problem, solver, key, init, rtol, atol, max_steps, record_every, 
         check_every=solver.check_every,
         record_every=record_every,
         record_fn=None if record_every is None else _record_fn(problem, to_params, record),
-        progress_window=None if getattr(problem, "smooth", True) else PROGRESS_WINDOW,
+        progress_window=None if problem.smooth else PROGRESS_WINDOW,
     )
     traj = None
     if records is not None:

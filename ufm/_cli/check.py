@@ -12,25 +12,20 @@ import functools
 import math
 import threading
 import time
+from typing import NamedTuple
 
 import numpy as np
 
-from .._validate import check_finite, check_memory, check_real_dtype
-from . import _deep, _solver_flags
+from .._validate import check_memory
+from . import _deep, _problems, _solver_flags
 from ._cache import enable_compilation_cache
+from ._problems import bias_option, default_targets, load_targets
 from ._programs import ProgramStore
+
+__all__ = ["check", "check_arguments", "default_targets", "load_targets", "register"]
 
 DEFAULTS = {"n": 3, "d": 32, "M": 1000, "lambda_H": 0.1, "lambda_W": 0.1, "seed": 0}
 TOL = {"float64": 1e-6, "float32": 1e-4}
-
-
-def default_targets(n: int, M: int, seed: int) -> np.ndarray:
-    """The built-in instance: ``Y = Z A^T + mu`` with ``Z ~ N(0, I)``, ``A ~ N(0, 1/n)``
-    (a random covariance ``A A^T``) and ``mu ~ N(0, 1)``, from ``numpy`` with ``seed``."""
-    rng = np.random.default_rng(seed)
-    A = rng.normal(size=(n, n)) / np.sqrt(n)
-    mu = rng.normal(size=n)
-    return rng.normal(size=(M, n)) @ A.T + mu
 
 
 def register(sub) -> None:
@@ -97,46 +92,6 @@ def register(sub) -> None:
     c.set_defaults(run=check)
 
 
-def _bias(text: str):
-    if text in ("none", "free"):
-        return text
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"--bias must be none, free or a number lambda_b >= 0, got {text!r}")
-    return value
-
-
-def load_targets(path: str) -> np.ndarray:
-    """The ``--targets`` file: one real, finite 2-D array ``(M, n)`` with ``M >= 2`` saved by
-    ``np.save`` (no pickles, no ``.npz`` archives). float16 is upcast to float32 (lossless)."""
-    opt = f"--targets {path!r}"
-    try:
-        Y = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise ValueError(f"--targets: cannot read {path!r} as a .npy file: {err}") from err
-    if not isinstance(Y, np.ndarray):  # an .npz archive
-        names = list(getattr(Y, "files", []))
-        if hasattr(Y, "close"):
-            Y.close()
-        raise ValueError(
-            f"{opt} is an .npz archive holding {names}; --targets takes one array saved with "
-            "np.save(file, Y), shape (M, n)"
-        )
-    kind = check_real_dtype(Y.dtype, opt, allow_low=True)
-    if kind == "low":
-        Y = Y.astype(np.float32)
-    if Y.ndim != 2 or Y.shape[0] < 2 or Y.shape[1] < 1:
-        raise ValueError(
-            f"{opt} must hold a 2-D array (M, n) with M >= 2 samples and n >= 1 (samples "
-            f"first; reshape a vector to (M, 1)), got shape {Y.shape}"
-        )
-    check_finite(Y, opt)
-    return Y
-
-
 def _positive(args, attr: str, option: str, why: str = "") -> None:
     v = getattr(args, attr)
     if v is not None and not (math.isfinite(v) and v > 0):
@@ -198,9 +153,9 @@ def check_arguments(args) -> None:
             f"H (N, d) and the one-hot targets (N, K) for N = {N}",
         )
     if not args.all and args.problem not in ("regression", "deep"):
-        _bias(args.bias)
+        bias_option(args.bias)
     if args.all or args.problem == "deep":
-        widths = _deep.parse_widths(args.widths)
+        widths = _problems.parse_widths(args.widths)
         _at_least(args, "restarts", "--restarts", 1)
         N = args.classes * args.per_class
         check_memory(
@@ -211,42 +166,36 @@ def check_arguments(args) -> None:
     _solver_flags.solver(args.solver, args.lr, args.check_every)
 
 
-def _regression(args, ufm):
-    if args.targets is not None:
-        Y = load_targets(args.targets)
-        source = f"targets from {args.targets}"
-    else:
-        Y = default_targets(args.n, args.M, args.seed)
-        source = f"built-in random instance (seed {args.seed})"
-    Y = np.asarray(Y, dtype=args.dtype)
+def _regression(args):
     lH = DEFAULTS["lambda_H"] if args.lambda_H is None else args.lambda_H
     lW = DEFAULTS["lambda_W"] if args.lambda_W is None else args.lambda_W
-    d = 32 if args.d is None else args.d
-    problem = ufm.RegressionUFM(Y, lH, lW, d, bias=not args.no_bias)
-    M, n = Y.shape
-    desc = (
-        f"regression UFM, {source}\n  M = {M}, n = {n}, d = {d}, lambda_H = {lH:g}, "
-        f"lambda_W = {lW:g}, bias = {not args.no_bias}, {args.dtype}"
-    )
-    return problem, desc
+    problem, desc = _problems.regression(args, lH, lW)
+    eig = ", ".join(f"{v:.4g}" for v in _sigma_eigenvalues(problem))
+    note = f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {lH * lW:.4g}"
+    return Run(problem, desc, note, None, "")
 
 
-def _classification(args, ufm, loss, bias):
-    import theory
-
-    K, n = args.classes, args.per_class
+def _classification(args, loss, bias):
     lH = 5e-3 if args.lambda_H is None else args.lambda_H
     lW = 5e-3 if args.lambda_W is None else args.lambda_W
-    d = K + 4 if args.d is None else args.d
-    labels = theory.classification.balanced_labels(K, n)
-    problem = ufm.ClassificationUFM(labels, K, lH, lW, d, loss=loss, bias=bias, dtype=args.dtype)
-    kappa = K * np.sqrt(n * lW * lH)
-    desc = (
-        f"classification UFM, loss = {loss}, bias = {bias}, K = {K} balanced classes of "
-        f"n = {n}\n  d = {d}, lambda_H = {lH:g}, lambda_W = {lW:g}, "
-        f"kappa = K sqrt(n lambda_W lambda_H) = {kappa:.4g}, {args.dtype}"
-    )
-    return problem, desc
+    problem, desc = _problems.classification(args, loss, bias, lH, lW)
+    return Run(problem, desc, None, None, "--problem mse|ce")
+
+
+def _deep_run(args):
+    problem, desc = _deep.deep_problem(args)
+    return Run(problem, desc, None, args.restarts, _problems.DEEP_MODEL_OPTIONS)
+
+
+class Run(NamedTuple):
+    """One problem to check: its description, a note printed after the solve, the restarts
+    (``None``: one start) and the options that chose its model (for a refusal)."""
+
+    problem: object
+    desc: str
+    note: str | None
+    restarts: int | None
+    options: str
 
 
 def _quietly(fn, *args) -> None:
@@ -304,18 +253,18 @@ def _compare(store, sol, problem):
     return p.finish(jax.device_get(numbers), sol)
 
 
-def _run(problem, desc, args, store) -> int:
+def _run(run: Run, args, store) -> int:
     import jax
 
-    import ufm
     from ufm._solvers import resolve_solver
+
+    problem, desc, restarts = run.problem, run.desc, run.restarts
 
     solver = _solver_flags.solver(args.solver, args.lr, args.check_every)
     # ufm.solve's own checks of the solver against the problem, here: inside the compiled
     # program below the lambdas are traced and those checks cannot see them.
     resolve_solver(solver, problem).check(problem)
     tol = TOL[args.dtype] if args.tol is None else args.tol
-    deep = isinstance(problem, ufm.DeepUFM)
     name = args.solver or ("exact" if problem.exact_data() is not None else "lbfgs")
     print(f"ufm check: {desc}, solver = {name}")
     # The comparison's program is compiled (or loaded) in a second thread while the solver's
@@ -324,7 +273,6 @@ def _run(problem, desc, args, store) -> int:
     # Not a daemon: an interpreter that shut down while it compiles would abort.
     warm = threading.Thread(target=_quietly, args=(_prepare_comparison, store, problem))
     t0 = time.perf_counter()
-    restarts = args.restarts if deep else None
     # One program (solve with the options static), loaded from disk when warm; the exact
     # solver passes over the data a few times only: compiled quickly (_programs.QUICK).
     static = (args.solver, args.lr, args.check_every, args.max_steps, restarts)
@@ -335,15 +283,13 @@ def _run(problem, desc, args, store) -> int:
     elapsed = time.perf_counter() - t0
     warm.join()
     cmp = _compare(store, sol, problem)
-    if isinstance(problem, ufm.RegressionUFM):
-        eig = ", ".join(f"{v:.4g}" for v in _sigma_eigenvalues(problem))
-        c = float(problem.lambda_H) * float(problem.lambda_W)
-        print(f"  eigenvalues of Sigma: [{eig}], c = lambda_H lambda_W = {c:.4g}")
+    if run.note:
+        print(run.note)
     print(
         f"  solver: {int(sol.num_steps)} steps, {elapsed:.2f} s (including compiling or loading it)"
     )
-    if deep:
-        rate = float(sol.restarts.success_rate)
+    if restarts is not None:
+        rate = float(sol.restarts.stationary_rate)
         print(f"  restarts: {rate:.0%} ended successful (stationary); best loss kept")
     print()
     print(cmp.table(tol))
@@ -364,22 +310,22 @@ def check(args) -> int:
     cache = enable_compilation_cache(off=args.no_cache)
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    store = ProgramStore(cache)
-    import ufm
-
+    store = ProgramStore(cache)  # first: its set-up thread overlaps the imports below
     if args.all:
-        runs = [_regression(args, ufm)]
+        runs = [_regression(args)]
         for loss in ("mse", "ce"):
             for bias in ("none", "free", 1.0):
-                runs.append(_classification(args, ufm, loss, bias))
-        runs.append(_deep.deep_problem(args, ufm))
+                runs.append(_classification(args, loss, bias))
+        runs.append(_deep_run(args))
     elif args.problem == "regression":
-        runs = [_regression(args, ufm)]
+        runs = [_regression(args)]
     elif args.problem == "deep":
-        runs = [_deep.deep_problem(args, ufm)]
+        runs = [_deep_run(args)]
     else:
-        runs = [_classification(args, ufm, args.problem, _bias(args.bias))]
-    codes = [_run(problem, desc, args, store) for problem, desc in runs]
+        runs = [_classification(args, args.problem, bias_option(args.bias))]
+    for run in runs:  # before any work: a problem theory predicts nothing for is refused
+        _problems.require_closed_form(run.problem, run.options)
+    codes = [_run(run, args, store) for run in runs]
     if len(codes) > 1:
         print(f"ufm check --all: {codes.count(0)} of {len(codes)} problem kinds pass")
     return max(codes)

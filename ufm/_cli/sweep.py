@@ -11,9 +11,8 @@ import sys
 
 import numpy as np
 
-from . import _solver_flags
+from . import _problems, _solver_flags
 from ._cache import ENV_OFF, enable_compilation_cache
-from .check import _bias, default_targets
 
 DEFAULT_LAMBDA = {"regression": 0.1, "mse": 5e-3, "ce": 5e-3, "deep": 5e-3}
 
@@ -119,51 +118,24 @@ def register(sub) -> None:
     c.set_defaults(run=run)
 
 
-def _targets(args) -> np.ndarray:
-    if args.targets is not None:
-        try:
-            return np.asarray(np.load(args.targets), dtype=args.dtype)
-        except (OSError, ValueError) as err:
-            raise ValueError(f"--targets: cannot read {args.targets!r} as .npy: {err}") from err
-    if args.n < 1 or args.M < 2:
-        raise ValueError(f"--n must be >= 1 and --M >= 2, got {args.n}, {args.M}")
-    return np.asarray(default_targets(args.n, args.M, args.seed), dtype=args.dtype)
-
-
 def build_problem(args, lam: float):
     """The problem of the arguments, every lambda set to ``lam`` (the grid replaces them)."""
-    import theory
-    import ufm
-
     kind = args.problem
     if kind != "regression" and args.no_bias:
         raise ValueError("--no-bias applies to regression (deep UFMs here have no bias)")
     if kind in ("mse", "ce") and args.targets is not None:
         raise ValueError("--targets applies to regression and deep; classification uses --classes")
-    if args.lambda_b is not None and (kind not in ("mse", "ce") or _bias(args.bias) in _MODES):
+    if args.lambda_b is not None and (
+        kind not in ("mse", "ce") or _problems.bias_option(args.bias) in _MODES
+    ):
         raise ValueError("--lambda-b needs --problem mse|ce with --bias set to a number")
     if kind == "regression":
-        d = 32 if args.d is None else args.d
-        return ufm.RegressionUFM(_targets(args), lam, lam, d, bias=not args.no_bias)
+        return _problems.regression(args, lam, lam)[0]
     if kind in ("mse", "ce"):
-        K, n = args.classes, args.per_class
-        if K < 2 or n < 1:
-            raise ValueError(f"--classes must be >= 2 and --per-class >= 1, got {K}, {n}")
-        d = K + 4 if args.d is None else args.d
-        labels = theory.classification.balanced_labels(K, n)
-        bias = _bias(args.bias)
-        return ufm.ClassificationUFM(labels, K, lam, lam, d, kind, bias, dtype=args.dtype)
+        return _problems.classification(args, kind, _problems.bias_option(args.bias), lam, lam)[0]
     d = 16 if args.d is None else args.d
-    try:
-        widths = (d, d) if args.widths is None else tuple(int(w) for w in args.widths.split(","))
-    except ValueError:
-        raise ValueError(f"--widths must be comma-separated ints, got {args.widths!r}") from None
-    if args.labels:
-        labels = theory.classification.balanced_labels(args.classes, args.per_class)
-        return ufm.DeepUFM.from_labels(
-            labels, args.classes, lam, lam, widths, args.activation, False, dtype=args.dtype
-        )
-    return ufm.DeepUFM(_targets(args), lam, lam, widths, args.activation, False)
+    widths = (d, d) if args.widths is None else _problems.parse_widths(args.widths)
+    return _problems.deep(args, widths, lam, lam, one_hot=args.labels)[0]
 
 
 _MODES = ("none", "free")
@@ -228,4 +200,10 @@ def _summary(table, out) -> None:
             f"  closed form: max |loss gap| = {np.nanmax(gap):.2e}; collapse rank agrees at "
             f"{int(np.sum(agree & known))} of {int(np.sum(known))} points"
         )
+    why = table.meta.get("nan_columns", {}).get("loss_theory")
+    if why:
+        print(f"  closed form: none ({why})")
+    for name, reason in table.meta.get("nan_columns", {}).items():
+        if name not in ("loss_theory", "loss_gap", "rank_theory") and not why:
+            print(f"  {name}: NaN, {reason}")
     sys.stdout.flush()

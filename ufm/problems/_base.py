@@ -156,6 +156,10 @@ class Problem(abc.ABC):
     #: Optional ``gradient(y, aux, scales) -> grad_y`` from :attr:`linearise`'s ``aux``;
     #: defined together with it.
     gradient: ClassVar[Callable[..., Any] | None] = None
+    #: Whether :meth:`objective` is differentiable everywhere. ``False`` (e.g. a ReLU between
+    #: two weight layers) makes :func:`ufm.solve` also end a run that makes no progress, with
+    #: status ``no_progress``, since at a kink the gradient need not vanish at a minimiser.
+    smooth: ClassVar[bool] = True
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

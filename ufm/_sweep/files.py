@@ -26,7 +26,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from ._sweep_grid import FORMAT, differences
+from .grid import FORMAT, differences
 
 _KINDS = {"float": np.float64, "int": np.int64, "str": np.str_}
 

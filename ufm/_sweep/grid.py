@@ -16,7 +16,7 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from ._validate import check_int
+from .._validate import check_int
 
 FORMAT = "ufm-sweep/1"
 _MAX_SEED = 2**31 - 1

@@ -19,9 +19,6 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-# Leaves whose leading axis is the sample axis (targets (N, n), labels (N,)).
-SAMPLE_FIELDS = ("targets", "labels")
-
 
 def _put(x, sharding):
     x = np.asarray(x)
@@ -63,8 +60,9 @@ def broadcast(x: np.ndarray) -> np.ndarray:
 def shard_samples(problem, devices=None):
     """The same problem with its sample axis split across ``devices`` (default: all devices).
 
-    The targets (and labels) are placed with ``NamedSharding(Mesh(devices, ("samples",)),
-    PartitionSpec("samples"))``, the other leaves replicated. :func:`ufm.solve` runs on it
+    The leaves whose leading axis is the sample axis (``N`` entries: the targets, the labels)
+    are placed with ``NamedSharding(Mesh(devices, ("samples",)), PartitionSpec("samples"))``,
+    the other leaves replicated. :func:`ufm.solve` runs on it
     unchanged; the solution equals the unsharded one up to rounding (sums over samples are
     reduced across devices in another order). The number of samples must be a multiple of the
     number of devices.
@@ -86,10 +84,13 @@ def shard_samples(problem, devices=None):
     mesh = Mesh(np.asarray(devices), ("samples",))
     leaves, aux = problem._flatten()
     out = []
-    for name, x in zip(problem._leaves, leaves, strict=True):
+    for x in leaves:
         if x is None:
             out.append(x)
             continue
-        spec = PartitionSpec("samples") if name in SAMPLE_FIELDS else PartitionSpec()
+        # A leaf whose leading axis has N entries is split along it (targets (N, n), labels
+        # (N,)); sharding never changes a result, only where the work runs.
+        along = np.ndim(x) >= 1 and np.shape(x)[0] == N
+        spec = PartitionSpec("samples") if along else PartitionSpec()
         out.append(_put(x, NamedSharding(mesh, spec)))
     return type(problem)._unflatten(aux, tuple(out))

@@ -1,0 +1,226 @@
+"""The reference of a :class:`ufm.ClassificationUFM`: :func:`theory.classification.optimum`
+against a solution (``theory.compare``), a sweep row's closed-form columns (full and ``n x n``
+paths) and the phase-diagram thresholds (``kappa = 1``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ufm import metrics
+from ufm._linalg import full_precision
+from ufm._types import Params
+from ufm._validate import is_concrete
+from ufm.problems import ClassificationUFM
+from ufm.problems.classification import exact_class_means
+
+from ._reference import (
+    Plan,
+    Reference,
+    cast_params,
+    comparison_from,
+    no_columns,
+    nothing_to_compare,
+    rank,
+    reference,
+    reference_precision,
+    rel,
+    weight_rank,
+)
+from .classification import optimum
+
+_ERRORS = ("WWT", "class_mean_gram", "logits", "bias", "loss")
+_METRICS = ("NC1", "NC2 (ETF distance, centred means)", "NC3 (uncentred means)", "NC4")
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassificationReference(Reference):
+    """:func:`optimum` against a solution of a balanced :class:`ufm.ClassificationUFM`.
+
+    ``per_class``: the class size (0 when the classes are not balanced: no closed form);
+    ``free``: the bias is free (for CE, compare the centred logits and bias)."""
+
+    per_class: int = 0
+    free: bool = False
+    nan_rows: ClassVar[str] = (
+        "closed-form columns are NaN (rank_theory -1) in rows where lambda_H or lambda_W is 0: "
+        "the minimisers are not unique there"
+    )
+    #: ``err_class_mean_gram``: the relative error of the ``K x K`` class-mean Gram.
+    column_names: ClassVar[tuple[str, ...]] = (
+        "loss_theory",
+        "loss_gap",
+        "err_gram_W",
+        "err_class_mean_gram",
+        "rank_theory",
+        "rank",
+    )
+    scope: ClassVar[str] = (
+        "balanced classes, MSE (no, free or regularised bias) or cross-entropy, lambdas > 0"
+    )
+
+    def plan(self, problem, params) -> Plan | None:
+        if not self.available:
+            return None
+        ref = reference_precision(problem)
+        params = Params(*cast_params(tuple(params), ref.dtype))
+        static = (self.per_class, self.free)
+        return Plan(compare_numbers, (ref, params), static, functools.partial(_finish, problem=ref))
+
+    def compare(self, problem, solution):
+        p = self.plan(problem, solution.params)
+        if p is None:
+            return nothing_to_compare(problem, solution, self.reason)
+        return p.finish(jax.device_get(p.program(*p.args, *p.static)), solution)
+
+    def columns(self, problem, params, loss) -> dict:
+        H, W, _ = params
+        WWT = W @ W.T
+        if not self.available:
+            return no_columns(problem.dtype, weight_rank(WWT), self.column_names)
+        mu, _, _ = metrics.class_means(H, problem.labels, problem.num_classes)
+        return self._columns(problem, loss, WWT, mu @ mu.T)
+
+    def exact_columns(self, problem, loss, W, optimum) -> dict:
+        if not self.available:
+            return no_columns(problem.dtype, weight_rank(optimum.WWT), self.column_names)
+        mu = exact_class_means(problem.num_classes, W, optimum)
+        return self._columns(problem, loss, optimum.WWT, mu @ mu.T)
+
+    def _columns(self, problem, loss, WWT, class_gram) -> dict:
+        p = reference_precision(problem)
+        bias = p.bias_mode if p.bias_mode != "reg" else p.lambda_b
+        opt = optimum(p.num_classes, self.per_class, p.lambda_H, p.lambda_W, p.loss, bias, p.dtype)
+        r = jnp.sqrt(self.per_class * p.lambda_H / p.lambda_W)
+        one = jnp.ones((), p.dtype)
+        WWT, G = WWT.astype(p.dtype), class_gram.astype(p.dtype)
+        scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
+        ok = (p.lambda_H > 0) & (p.lambda_W > 0)
+        nan = jnp.full((), jnp.nan, p.dtype)
+        return {
+            "loss_theory": jnp.where(ok, opt.loss, nan),
+            "loss_gap": jnp.where(ok, (loss - opt.loss) / jnp.abs(opt.loss), nan),
+            "err_gram_W": jnp.where(
+                ok, rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one), nan
+            ),
+            "err_class_mean_gram": jnp.where(
+                ok,
+                rel(
+                    jnp.linalg.norm(G - opt.class_mean_gram),
+                    jnp.linalg.norm(opt.class_mean_gram),
+                    one / r,
+                ),
+                nan,
+            ),
+            "rank_theory": jnp.where(ok, rank(opt.WWT, scale), -1).astype(jnp.int32),
+            "rank": rank(WWT, scale),
+        }
+
+    def thresholds(self, problem, swept) -> list[dict]:
+        """``kappa = 1`` (and ``kappa (1 + 1/lambda_b) = 1`` for MSE with a fixed regularised
+        bias): the collapse to the zero solution."""
+        if not self.available:
+            return []
+        both = {"lambda_H": 1, "lambda_W": 1}
+        K, n = problem.num_classes, self.per_class
+        out = [{"label": "kappa = 1", "powers": both, "value": 1.0 / (K**2 * n)}]
+        if problem.loss == "mse" and problem.bias_mode == "reg" and "lambda_b" not in swept:
+            lb = float(problem.lambda_b)
+            if lb > 0:
+                v = 1.0 / (K**2 * n * (1 + 1 / lb) ** 2)
+                out.append({"label": "kappa (1 + 1/lambda_b) = 1", "powers": both, "value": v})
+        return out
+
+
+def _finish(out: dict, solution, *, problem: ClassificationUFM):
+    errors = {k: out["errors"][k] for k in _ERRORS}
+    if not problem.has_bias:
+        errors.pop("bias")
+    if bool(out["zero"]):
+        mets = {"||H||_F/sqrt(N) at zero optimum": out["H_norm"]}
+    else:
+        mets = {k: out["metrics"][k] for k in _METRICS}
+        if problem.loss == "mse" and problem.bias_mode == "none":
+            mets["orthogonal-frame distance W W^T"] = out["frame"]
+        elif problem.bias_mode != "reg":
+            mets["ETF distance W W^T"] = out["etf"]
+    return comparison_from(out, errors, mets, solution)
+
+
+@reference.register(ClassificationUFM)
+def _(problem: ClassificationUFM) -> ClassificationReference:
+    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+    free = problem.bias_mode == "free" or (
+        problem.bias_mode == "reg" and float(problem.lambda_b) == 0
+    )
+    if not np.all(counts == counts[0]):
+        why = f"the closed forms need balanced classes; class sizes are {counts.tolist()}"
+        return ClassificationReference(available=False, reason=why, free=free)
+    for name in ("lambda_H", "lambda_W"):
+        v = getattr(problem, name)
+        if is_concrete(v) and float(v) <= 0:
+            why = f"{name} must be > 0 for a closed-form optimum, got {float(v)}"
+            return ClassificationReference(False, why, int(counts[0]), free)
+    return ClassificationReference(per_class=int(counts[0]), free=free)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+@full_precision
+def compare_numbers(problem: ClassificationUFM, params: Params, per_class: int, free: bool):
+    """Every number of a classification comparison as one compiled program."""
+    H, W, b = params
+    bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
+    K, y = problem.num_classes, problem.labels
+    opt = optimum(
+        K, per_class, problem.lambda_H, problem.lambda_W, problem.loss, bias, problem.dtype
+    )
+    # The solution's loss re-evaluated in the reference precision: a float32 objective can be
+    # dominated by rounding (small lambdas, large targets) while the variables are accurate.
+    loss_sol = problem.objective(params)
+    mu, _, _ = metrics.class_means(H, y, K)
+    b_eff = b if problem.has_bias else jnp.zeros_like(b)
+    if problem.loss == "ce" and free:
+        # Any multiple of 1 is optimal for the CE bias: compare the centred bias and logits.
+        b_eff = b_eff - jnp.mean(b_eff)
+    logits = mu @ W.T + b_eff
+    # Natural scales where the closed form is zero: the kappa = 0 optimum's size.
+    r = jnp.sqrt(problem.num_samples / K * problem.lambda_H / problem.lambda_W)
+    WWT, G = W @ W.T, mu @ mu.T
+    one = jnp.ones((), WWT.dtype)
+    errors = {
+        "WWT": rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one),
+        "class_mean_gram": rel(
+            jnp.linalg.norm(G - opt.class_mean_gram), jnp.linalg.norm(opt.class_mean_gram), one / r
+        ),
+        "logits": rel(jnp.linalg.norm(logits - opt.logits), jnp.linalg.norm(opt.logits), one),
+        # b is in logit units: where the closed form's b is 0, divide by the logits' size.
+        "bias": rel(
+            jnp.linalg.norm(b_eff - opt.bias),
+            jnp.linalg.norm(opt.bias),
+            jnp.maximum(jnp.linalg.norm(opt.logits) / np.sqrt(K), one),
+        ),
+        "loss": (loss_sol - opt.loss) / jnp.abs(opt.loss),
+    }
+    scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
+    return {
+        "errors": errors,
+        "metrics": {
+            "NC1": metrics.nc1(H, y, K),
+            "NC2 (ETF distance, centred means)": metrics.nc2(H, W, y, K)["etf_means"],
+            "NC3 (uncentred means)": metrics.nc3(H, W, y, K, center=False),
+            "NC4": metrics.nc4(H, W, b_eff, y, K),
+        },
+        "frame": metrics.orthogonal_frame_distance(WWT),
+        "etf": metrics.etf_distance(WWT),
+        "zero": opt.zero,
+        "H_norm": jnp.linalg.norm(H) / np.sqrt(H.shape[0]),
+        "rank_theory": rank(opt.WWT, scale),
+        "rank_solution": rank(WWT, scale),
+        "loss_theory": opt.loss,
+        "loss_solution": loss_sol,
+    }
