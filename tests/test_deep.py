@@ -29,7 +29,7 @@ def test_one_layer_is_the_classification_and_regression_ufm(activation):
     assert int(sol.status) == ufm.Status.successful  # L = 1 has the certificate
     assert float(sol.loss) == pytest.approx(float(ref.loss), rel=1e-10)
     cmp = theory.compare(sol, p)
-    assert cmp.passed(1e-6), cmp.table(1e-6)
+    assert cmp.passed(1e-8), cmp.table(1e-8)
     # Regression targets: lambda_H(regression) = N lambda_H.
     Y = np.random.default_rng(0).normal(size=(K * PER, 2))
     pr = ufm.DeepUFM(Y, lam, lam, (5,), activation, bias=True)
@@ -49,9 +49,17 @@ def test_closed_form_against_best_of_restarts(activation, L, side):
     assert (opt.rank == 0) == (side > 1)
     # Never below the global optimum, and the best restart reaches it.
     assert cmp.errors["loss"] >= -1e-12
-    assert cmp.passed(1e-6), cmp.table(1e-6)
-    rate = float(sol.restarts.success_rate)
-    assert 0 < rate <= 1 and sol.restarts.losses.shape == (RESTARTS,)
+    assert cmp.passed(1e-8), cmp.table(1e-8)
+    # Every restart, not only the best: none ends below the closed form (a global optimum),
+    # and those that reach it are stationary. Measured: 1 to 8 of the 8 reach it (spurious
+    # local minima at 8-26% above it in the others).
+    r = sol.restarts
+    losses, statuses = np.asarray(r.losses), np.asarray(r.statuses)
+    assert losses.shape == (RESTARTS,)
+    assert np.all(losses >= opt.loss - 1e-12 * abs(opt.loss)), losses - opt.loss
+    at_opt = losses <= opt.loss + 1e-8 * abs(opt.loss)
+    assert at_opt[int(r.best)] and np.all(statuses[at_opt] == ufm.Status.successful), statuses
+    assert float(r.rate_within(opt.loss, 1e-8)) == np.mean(at_opt)
 
 
 def test_relu_binary_dnc_three_layers():
@@ -63,10 +71,10 @@ def test_relu_binary_dnc_three_layers():
     assert float(sol.loss) == pytest.approx(pred.loss, rel=1e-8)
     feats = p.layer_features(sol.params)
     nc = ufm.metrics.deep_nc(feats, labels, 2, weights=sol.params.Ws)
-    assert float(np.max(nc["nc1"])) < 1e-6  # within-class collapse at every layer
+    assert float(np.max(nc["nc1"])) < 1e-12  # within-class collapse at every layer (5e-24)
     for layer in (2, 3):  # post-ReLU class means: equinorm orthogonal frame, predicted Gram
         mu = np.stack([np.asarray(feats[layer - 1])[labels == k].mean(0) for k in (0, 1)])
-        np.testing.assert_allclose(mu @ mu.T, pred.class_mean_grams[layer - 1], atol=1e-6)
+        np.testing.assert_allclose(mu @ mu.T, pred.class_mean_grams[layer - 1], atol=1e-8)
 
 
 def test_linear_any_targets_with_bias():
@@ -75,7 +83,7 @@ def test_linear_any_targets_with_bias():
     p = ufm.DeepUFM(Y, 0.01, [0.02, 0.01], (3, 2), "linear", bias=True)  # a width bottleneck
     sol = ufm.solve(p, "lbfgs", restarts=RESTARTS)
     cmp = theory.compare(sol, p)
-    assert cmp.rank_theory == 2 and cmp.passed(1e-6), cmp.table(1e-6)
+    assert cmp.rank_theory == 2 and cmp.passed(1e-8), cmp.table(1e-8)
 
 
 def test_origin_is_a_local_minimum_and_restarts_escape_it():
@@ -115,7 +123,8 @@ def test_float32():
     sol = ufm.solve(p, "lbfgs", restarts=4)
     assert sol.loss.dtype == np.float32
     opt = deep.optimum_from_labels(LABELS, K, lam, lam, (4, 4))
-    assert float(sol.loss) == pytest.approx(opt.loss, rel=1e-4)
+    # float32 loss: eps_32 mean(|Y|^2) / L* ~ 1.3e-7 (README), measured 1.0e-7.
+    assert float(sol.loss) == pytest.approx(opt.loss, rel=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -129,7 +138,7 @@ def test_float32():
         ({"lambda_W": [0.1, -0.1]}, ValueError, r"lambda_W\[1\]"),
         ({"lambda_H": -1.0}, ValueError, "lambda_H"),
         ({"activation": "tanh"}, ValueError, "activation"),
-        ({"bias": "yes"}, TypeError, "bias"),
+        ({"bias": "yes"}, ValueError, "bias must be 'none' or 'free'"),
     ],
     ids=lambda v: str(v)[:30],
 )

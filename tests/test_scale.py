@@ -1,5 +1,5 @@
 """A ``successful`` status means the closed form's accuracy at every scale of data and
-regularisation (issue: no silent wrong answers, class 1).
+regularisation.
 
 The stopping test of ``ufm/_iterate.py`` is scale-free, so these properties hold over lambdas
 from 1e-14 to 1e3 and targets scaled from 1e-6 to 1e6. The documented accuracy (README,
@@ -10,6 +10,7 @@ within 1e-8 (float64) of the closed form.
 import jax
 import numpy as np
 import pytest
+from conftest import examples
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,15 +28,16 @@ def _assert_promise(sol, problem, dtype):
     if cmp.status != "successful":
         return cmp.status
     tol = ACCURACY[dtype]
-    for k in GRAMS:
-        if k in cmp.errors:
-            assert abs(cmp.errors[k]) <= tol, (k, cmp.errors, problem)
+    grams = [k for k in GRAMS if k in cmp.errors]
+    assert len(grams) == 2, cmp.errors  # W W^T and the feature-side Gram: none goes unchecked
+    for k in grams:
+        assert abs(cmp.errors[k]) <= tol, (k, cmp.errors, problem)
     if dtype == np.float64:
         assert abs(cmp.errors["loss"]) <= tol, (cmp.errors, problem)
     return cmp.status
 
 
-@settings(max_examples=16)
+@settings(max_examples=examples(16))
 @given(
     log_scale=st.floats(-6, 6),
     log_lh=st.floats(-14, 3),
@@ -47,16 +49,38 @@ def test_exact_regression_successful_means_accurate(log_scale, log_lh, log_lw, b
     Y = (10.0**log_scale * (_Y + 1.0)).astype(dtype)
     p = ufm.RegressionUFM(Y, 10.0**log_lh, 10.0**log_lw, 5, bias=bias)
     status = _assert_promise(ufm.solve(p), p, dtype)
-    if dtype == np.float64:
-        # float64 has the room: every such instance converges.
-        assert status == "successful"
+    if dtype == np.float64 or log_lw >= FLOAT32_MIN_LOG_LAMBDA_W:
+        # float64 has the room: every such instance converges; float32 does where lambda_W is
+        # not tiny (the region test_exact_float32_converges_in_its_region covers).
+        assert status == "successful", (status, p)
+    else:
+        # Below it a float32 solve may end without converging, but honestly: never a
+        # successful status off the accuracy (checked above), never nonfinite or a saddle.
+        assert status in ("successful", "max_steps_reached", "stalled"), (status, p)
+
+
+# float32 with lambda_W >= 1e-4 converged on every instance of a grid of targets scaled by
+# 1e-6 to 1e6 and lambda_H from 1e-14 to 1e3 (240 instances); with lambda_W = 1e-8 or 1e-14,
+# 70 of 120 end max_steps_reached or stalled (some stalled after 2 steps far from the optimum).
+FLOAT32_MIN_LOG_LAMBDA_W = -4
+
+
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("log_scale", [-6, 0, 6])
+def test_exact_float32_converges_in_its_region(log_scale, bias):
+    Y = (10.0**log_scale * (_Y + 1.0)).astype(np.float32)
+    for log_lh in (-14, -4, 0, 3):
+        for log_lw in (-4, 0, 3):
+            p = ufm.RegressionUFM(Y, 10.0**log_lh, 10.0**log_lw, 5, bias=bias)
+            assert _assert_promise(ufm.solve(p), p, np.float32) == "successful", p
 
 
 @pytest.mark.parametrize("lam", [1e-14, 1e-12, 1e-8, 1e-3, 1e3])
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
-def test_issue_instance_small_lambda(lam, scale):
-    """The reported instance: (M, n, d) = (100, 3, 8), lambda_H = lambda_W = lambda; the old
-    absolute tolerance stopped at a relative W W^T error of 5e-4 at lambda = 1e-12."""
+def test_small_lambdas_at_every_target_scale(lam, scale):
+    """(M, n, d) = (100, 3, 8), lambda_H = lambda_W = lambda from 1e-14 to 1e3, targets scaled
+    by 1e-6 to 1e6: a successful solve at the documented accuracy (an absolute stopping
+    tolerance would stop at a relative W W^T error of 5e-4 at lambda = 1e-12)."""
     rng = np.random.default_rng(0)
     Y = scale * (rng.normal(size=(100, 3)) @ rng.normal(size=(3, 3)) + 1.0)
     p = ufm.RegressionUFM(Y, lam, lam, 8)

@@ -152,13 +152,7 @@ class _GradientSolver(Solver):
         p0 = problem.default_init(key) if init is None else init
         scales = problem.precondition_scales()
         if not self.precondition:
-            # Unit scales behind an optimisation barrier: the compiler cannot fold the
-            # multiplications by 1, so the step is the preconditioned program with other scalar
-            # values and compiles to the same fusions at the same cost (with them folded,
-            # XLA:CPU fuses the feature block's reductions differently, materialising
-            # broadcast scalars as full M x d arrays that every step reads).
-            ones = jax.tree_util.tree_map(jnp.ones_like, scales)
-            scales = ones
+            scales = jax.tree_util.tree_map(jnp.ones_like, scales)
 
         def to_params(y):
             return jax.tree_util.tree_map(lambda s, v: s * v, scales, y)
