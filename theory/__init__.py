@@ -3,7 +3,10 @@
 * :mod:`theory.regression` - the regression UFM (Andriopoulos et al., NeurIPS 2024):
   :func:`regression.optimum`, :func:`regression.zero_regularisation_check`.
 * :mod:`theory.classification` - the balanced classification UFM, MSE (no, free, regularised
-  bias) and cross-entropy (Tirer & Bruna 2022; Zhou et al. 2022; Zhu et al. 2021).
+  bias) and cross-entropy (Tirer & Bruna 2022; Zhou et al. 2022; Zhu et al. 2021);
+  :mod:`theory.imbalanced_mse` - MSE with any class sizes (Dang et al., ICML 2023): per-class
+  death levels, the centred target's secular spectrum, the minority-collapse window (Fang et
+  al., PNAS 2021); :mod:`theory.symbolic_imbalanced` derives them in sympy.
 * :mod:`theory.deep` - the deep / extended UFM (Tirer & Bruna 2022; Súkeník et al. 2023): the
   exact optimum of the deep linear model for any targets, the ReLU model where established, the
   deep-neural-collapse candidate; :mod:`theory.symbolic_deep` derives ``kappa_P^crit`` and the
@@ -25,6 +28,7 @@ never imports the ``ufm`` facade or its workflows (sweeps, plots, the command li
 # Imported in this order: the order in which messages list the problem kinds.
 # isort: off
 from . import regression as regression
+from . import imbalanced_mse as imbalanced_mse
 from . import classification as classification
 from . import deep as deep
 from . import _regression_reference as _regression_reference
@@ -50,6 +54,7 @@ __all__ = [
     "classification",
     "compare",
     "deep",
+    "imbalanced_mse",
     "precompile",
     "reference",
     "regression",

@@ -1,6 +1,8 @@
 """The reference of a :class:`ufm.ClassificationUFM`: :func:`theory.classification.optimum`
-against a solution (``theory.compare``), a sweep row's closed-form columns (full and ``n x n``
-paths) and the phase-diagram thresholds (``kappa = 1``)."""
+(balanced classes) or :func:`theory.imbalanced_mse.optimum` (MSE, any class sizes) against a
+solution (``theory.compare``), a sweep row's closed-form columns (full and ``n x n`` paths) and
+the phase-diagram thresholds (``kappa = 1`` for balanced classes; without a bias, the level
+``lambda_H lambda_W = n_k / N^2`` at which the classes of size ``n_k`` die)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from ufm._validate import is_concrete
 from ufm.problems import ClassificationUFM
 from ufm.problems.classification import exact_class_means
 
+from . import imbalanced_mse
 from ._reference import (
     Plan,
     Reference,
@@ -32,7 +35,7 @@ from ._reference import (
     rel,
     weight_rank,
 )
-from .classification import optimum
+from .classification import optimum as balanced_optimum
 
 _ERRORS = ("WWT", "class_mean_gram", "logits", "bias", "loss")
 _METRICS = ("NC1", "NC2 (ETF distance, centred means)", "NC3 (uncentred means)", "NC4")
@@ -40,13 +43,17 @@ _METRICS = ("NC1", "NC2 (ETF distance, centred means)", "NC3 (uncentred means)",
 
 @dataclasses.dataclass(frozen=True)
 class ClassificationReference(Reference):
-    """:func:`optimum` against a solution of a balanced :class:`ufm.ClassificationUFM`.
+    """The exact optimum against a solution of a :class:`ufm.ClassificationUFM`.
 
-    ``per_class``: the class size (0 when the classes are not balanced: no closed form);
-    ``free``: the bias is free (for CE, compare the centred logits and bias)."""
+    ``per_class``: the class size of balanced classes (0 otherwise); ``free``: the bias is free
+    (for CE, compare the centred logits and bias); ``class_sizes``: ``(n_1, ..., n_K)``, used
+    for MSE with unequal classes (:func:`theory.imbalanced_mse.optimum`). With unequal classes
+    the comparison's metrics are NC1 alone (class collapse holds at every optimum; the frame
+    and self-duality metrics describe balanced optima)."""
 
     per_class: int = 0
     free: bool = False
+    class_sizes: tuple[int, ...] = ()
     nan_rows: ClassVar[str] = (
         "closed-form columns are NaN (rank_theory -1) in rows where lambda_H or lambda_W is 0: "
         "the minimisers are not unique there"
@@ -61,7 +68,8 @@ class ClassificationReference(Reference):
         "rank",
     )
     scope: ClassVar[str] = (
-        "balanced classes, MSE (no, free or regularised bias) or cross-entropy, lambdas > 0"
+        "MSE (no, free or regularised bias) with any class sizes, or cross-entropy with "
+        "balanced classes; lambdas > 0"
     )
 
     def plan(self, problem, params) -> Plan | None:
@@ -69,8 +77,9 @@ class ClassificationReference(Reference):
             return None
         ref = reference_precision(problem)
         params = Params(*cast_params(tuple(params), ref.dtype))
-        static = (self.per_class, self.free)
-        return Plan(compare_numbers, (ref, params), static, functools.partial(_finish, problem=ref))
+        static = (self.per_class, self.free, self.class_sizes)
+        finish = functools.partial(_finish, problem=ref, balanced=bool(self.per_class))
+        return Plan(compare_numbers, (ref, params), static, finish)
 
     def compare(self, problem, solution):
         p = self.plan(problem, solution.params)
@@ -94,9 +103,8 @@ class ClassificationReference(Reference):
 
     def _columns(self, problem, loss, WWT, class_gram) -> dict:
         p = reference_precision(problem)
-        bias = p.bias_mode if p.bias_mode != "reg" else p.lambda_b
-        opt = optimum(p.num_classes, self.per_class, p.lambda_H, p.lambda_W, p.loss, bias, p.dtype)
-        r = jnp.sqrt(self.per_class * p.lambda_H / p.lambda_W)
+        opt = _optimum(p, self.per_class, self.class_sizes)
+        r = jnp.sqrt(p.num_samples / p.num_classes * p.lambda_H / p.lambda_W)
         one = jnp.ones((), p.dtype)
         WWT, G = WWT.astype(p.dtype), class_gram.astype(p.dtype)
         scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
@@ -127,6 +135,14 @@ class ClassificationReference(Reference):
         if not self.available:
             return []
         both = {"lambda_H": 1, "lambda_W": 1}
+        if not self.per_class:
+            if problem.bias_mode != "none":
+                return []
+            N = sum(self.class_sizes)
+            return [
+                {"label": f"classes of {n} die", "powers": both, "value": n / N**2}
+                for n in sorted(set(self.class_sizes), reverse=True)
+            ]
         K, n = problem.num_classes, self.per_class
         out = [{"label": "kappa = 1", "powers": both, "value": 1.0 / (K**2 * n)}]
         if problem.loss == "mse" and problem.bias_mode == "reg" and "lambda_b" not in swept:
@@ -137,12 +153,14 @@ class ClassificationReference(Reference):
         return out
 
 
-def _finish(out: dict, solution, *, problem: ClassificationUFM):
+def _finish(out: dict, solution, *, problem: ClassificationUFM, balanced: bool = True):
     errors = {k: out["errors"][k] for k in _ERRORS}
     if not problem.has_bias:
         errors.pop("bias")
     if bool(out["zero"]):
         mets = {"||H||_F/sqrt(N) at zero optimum": out["H_norm"]}
+    elif not balanced:
+        mets = {"NC1": out["metrics"]["NC1"]}
     else:
         mets = {k: out["metrics"][k] for k in _METRICS}
         if problem.loss == "mse" and problem.bias_mode == "none":
@@ -158,27 +176,43 @@ def _(problem: ClassificationUFM) -> ClassificationReference:
     free = problem.bias_mode == "free" or (
         problem.bias_mode == "reg" and float(problem.lambda_b) == 0
     )
-    if not np.all(counts == counts[0]):
-        why = f"the closed forms need balanced classes; class sizes are {counts.tolist()}"
-        return ClassificationReference(available=False, reason=why, free=free)
+    sizes = tuple(int(c) for c in counts)
+    per_class = sizes[0] if len(set(sizes)) == 1 else 0
+    if not per_class and problem.loss != "mse":
+        why = f"the cross-entropy closed forms need balanced classes; class sizes are {list(sizes)}"
+        return ClassificationReference(False, why, 0, free, sizes)
     for name in ("lambda_H", "lambda_W"):
         v = getattr(problem, name)
         if is_concrete(v) and float(v) <= 0:
             why = f"{name} must be > 0 for a closed-form optimum, got {float(v)}"
-            return ClassificationReference(False, why, int(counts[0]), free)
-    return ClassificationReference(per_class=int(counts[0]), free=free)
+            return ClassificationReference(False, why, per_class, free, sizes)
+    return ClassificationReference(per_class=per_class, free=free, class_sizes=sizes)
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
+def _optimum(problem: ClassificationUFM, per_class: int, class_sizes: tuple[int, ...]):
+    """The balanced closed form, or for unequal classes (MSE) the imbalanced one."""
+    bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
+    lH, lW = problem.lambda_H, problem.lambda_W
+    if per_class:
+        K = problem.num_classes
+        return balanced_optimum(K, per_class, lH, lW, problem.loss, bias, problem.dtype)
+    d = problem.feature_dim
+    return imbalanced_mse.optimum(class_sizes, lH, lW, d, bias, problem.dtype)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4))
 @full_precision
-def compare_numbers(problem: ClassificationUFM, params: Params, per_class: int, free: bool):
+def compare_numbers(
+    problem: ClassificationUFM,
+    params: Params,
+    per_class: int,
+    free: bool,
+    class_sizes: tuple[int, ...] = (),
+):
     """Every number of a classification comparison as one compiled program."""
     H, W, b = params
-    bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
     K, y = problem.num_classes, problem.labels
-    opt = optimum(
-        K, per_class, problem.lambda_H, problem.lambda_W, problem.loss, bias, problem.dtype
-    )
+    opt = _optimum(problem, per_class, class_sizes)
     # The solution's loss re-evaluated in the reference precision: a float32 objective can be
     # dominated by rounding (small lambdas, large targets) while the variables are accurate.
     loss_sol = problem.objective(params)

@@ -69,6 +69,9 @@ from ufm._validate import (
 )
 from ufm.problems import ClassificationUFM
 
+from .imbalanced_mse import ImbalancedOptimum
+from .imbalanced_mse import optimum_of as imbalanced_optimum_of
+
 
 class ClassificationOptimum(NamedTuple):
     """Closed-form optimum of a balanced classification UFM (``K x K`` Grams, samples first).
@@ -219,9 +222,15 @@ def balanced_sizes(problem: ClassificationUFM) -> int:
     return int(counts[0])
 
 
-def optimum_of(problem: ClassificationUFM) -> ClassificationOptimum:
-    """:func:`optimum` for a balanced :class:`ufm.ClassificationUFM`."""
+def optimum_of(problem: ClassificationUFM) -> ClassificationOptimum | ImbalancedOptimum:
+    """The exact optimum of a :class:`ufm.ClassificationUFM`: :func:`optimum` for balanced
+    classes, :func:`theory.imbalanced_mse.optimum` for MSE with unequal classes (its fields
+    include the balanced ones: ``WWT``, ``class_mean_gram``, ``logits``, ``bias``, ``loss``,
+    ``rank``, ``zero``). Cross-entropy with unequal classes raises a ``ValueError``."""
     _check_problem(problem)
+    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+    if problem.loss == "mse" and not np.all(counts == counts[0]):
+        return imbalanced_optimum_of(problem)
     bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
     return optimum(
         problem.num_classes,
