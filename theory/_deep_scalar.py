@@ -1,4 +1,4 @@
-r"""The per-singular-value scalar problem of the P-factor UFM (THEORY.md section 0, item 5).
+r"""The per-singular-value scalar problem of the P-factor UFM (docs/theory.md section 0, item 5).
 
 With ``P`` factors, ``alpha = 1/N`` and ``gamma = (beta_1 ... beta_P)^{1/P}``, a target singular
 value ``y > 0`` is fitted by the singular value ``sigma >= 0`` of the output that minimises

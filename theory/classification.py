@@ -6,7 +6,7 @@ r"""Closed-form global optima of the balanced classification UFM, MSE and cross-
 ``J = 1 1^T / K`` and ``r = sqrt(n lambda_H / lambda_W)``. Class means ``mu_c`` are uncentred;
 "logits" are the class-mean logits ``L[c] = W mu_c + b`` (a ``K x K`` matrix, row ``c``).
 
-MSE (THEORY.md section 2, master lemma of section 0; derived symbolically in
+MSE (docs/theory.md section 2, master lemma of section 0; derived symbolically in
 :mod:`theory.symbolic_classification`):
 
 * no bias (Tirer & Bruna, ICML 2022, Sec. 3; needs ``d >= K``): an orthogonal frame,
@@ -23,7 +23,7 @@ MSE (THEORY.md section 2, master lemma of section 0; derived symbolically in
   ``((K-1)/K) phi(kappa) + lambda_b / (2K (1 + lambda_b))``. A pure ETF iff
   ``kappa >= lambda_b / (1 + lambda_b)``; the orthogonal frame as ``lambda_b -> inf``.
 
-Cross-entropy (Zhu et al., NeurIPS 2021, Thm 3.1; THEORY.md section 3; needs ``d >= K - 1``):
+Cross-entropy (Zhu et al., NeurIPS 2021, Thm 3.1; docs/theory.md section 3; needs ``d >= K - 1``):
 with ``s = sqrt(n lambda_W lambda_H)``, the logit scale ``t`` minimises
 ``F(t) = log(1 + (K-1) exp(-K t/(K-1))) + K s t``:
 ``t* = ((K-1)/K) log((1 - (K-1) s)/s)`` if ``K s < 1`` (i.e. ``kappa < 1``), else 0 (the zero
@@ -31,7 +31,7 @@ solution, ``f* = log K``); ``f* = F(t*)``. ``W W^T = t r (K/(K-1)) (I - J)`` (si
 ``mu mu^T = W W^T / r^2`` (self-duality), ``L = t (K/(K-1)) (I - J)``, ``b = 0`` when regularised
 or absent, any multiple of ``1`` when free (:func:`ce_scale_root` finds ``t*`` numerically).
 
-Normalisation. THEORY.md marks the papers' feature-penalty normalisation as recalled. Here the
+Normalisation. docs/theory.md marks the papers' feature-penalty normalisation as recalled. Here the
 numerical solver is the judge: with ``lambda_H/2 ||H||^2`` (not divided by ``N``) the exact
 solver and L-BFGS on all variables reproduce every formula above to 1e-9 or better in every
 regime (``tests/test_classification.py``), and :mod:`theory.symbolic_classification` re-derives

@@ -10,9 +10,9 @@ for ``l < L`` and ``W_L (n, d_L)``; ``X_1 = H``, ``X_{l+1} = sigma(X_l W_l^T)``,
 ``widths = (d,)`` is the ordinary UFM (no activation is applied): ``theory.regression`` with
 ``lambda_H(regression) = N lambda_H`` and, for one-hot targets, ``theory.classification``.
 
-Linear model, any targets (exact; THEORY.md section 0 item 5 with ``P = L + 1`` factors, section
-6). A free bias is eliminated by centring: ``Yc = Y - 1 ybar^T``, ``b* = ybar`` (``Yc = Y`` and
-``b = 0`` without bias). Let ``Yc = V diag(y) U^T`` (compact SVD, ``y`` descending),
+Linear model, any targets (exact; docs/theory.md section 0 item 5 with ``P = L + 1`` factors,
+section 6). A free bias is eliminated by centring: ``Yc = Y - 1 ybar^T``, ``b* = ybar``
+(``Yc = Y`` and ``b = 0`` without bias). Let ``Yc = V diag(y) U^T`` (compact SVD, ``y`` descending),
 ``alpha = 1/N``, ``beta = (lambda_H, lambda_W_1, ..., lambda_W_L)`` and
 ``gamma = (prod beta)^{1/P}``. The smallest penalty of a product with singular values ``sigma_i``
 is ``(P/2) gamma sum sigma_i^{2/P}``, so each direction solves
@@ -41,7 +41,7 @@ and ``W_L W_L^T = c_{L+1} sigma^{2/P} I``:
 
 * ``K = 2``, any ``L``: Súkeník et al. (2023), Theorem on the binary DUFM (proved there);
 * ``L = 2``, any ``K``: Tirer & Bruna (2022), whose theorem needs an extra assumption;
-  **established numerically** here (THEORY.md section 2; best-of-restarts runs with
+  **established numerically** here (docs/theory.md section 2; best-of-restarts runs with
   ``K = 3, 4, 8``), not proved.
 
 The first layer is *not* unique: the class means of ``H`` are collapsed and equinorm (norm as
@@ -280,7 +280,7 @@ def optimum(
     provenance = (
         _relu_provenance(onehot, w, bool(bias))
         if relu
-        else "exact: P-factor lemma (THEORY.md section 0 item 5)"
+        else "exact: P-factor lemma (docs/theory.md section 0 item 5)"
     )
     N, n = Y.shape
     ybar = Y.mean(0) if bias else np.zeros(n)
@@ -391,7 +391,7 @@ def binary_dnc(per_class: int, lambda_H, lambda_W, widths) -> BinaryDNC:
     ``v_1 = (a, -c)``, ``v_2 = (-c, a)`` costs ``||W_1||^2 = (2a^2 + 2c^2 + 4 rho a c) /
     (b^2 (1 - rho^2))``, minimised by ``c = -rho a`` at ``2 a^2 / b^2`` for every ``rho`` in
     ``[-1, 0]``, the same as the orthogonal frame. So the antipodal ``hbar_1 = -hbar_2`` (as
-    THEORY.md recalls the paper) is one optimum, not the only one; its norm is unique."""
+    docs/theory.md recalls the paper) is one optimum, not the only one; its norm is unique."""
     if len(check_widths(widths)) < 2:
         raise ValueError(f"binary_dnc needs widths with L >= 2 layers (a ReLU), got {widths}")
     if isinstance(per_class, bool) or not isinstance(per_class, int) or per_class < 1:

@@ -2,7 +2,7 @@ r"""Closed-form global optimum of the regression UFM, in every regime.
 
 Source: Andriopoulos, Dong, Guo, Zhao, Ross, "The Prevalence of Neural Collapse in Neural
 Multivariate Regression", NeurIPS 2024 (arXiv 2409.04180), Theorem 4.1 (``c < lambda_min``,
-``n <= d``), extended here to every regime (THEORY.md section 1, [derived]).
+``n <= d``), extended here to every regime (docs/theory.md section 1, [derived]).
 
 Objective (samples first, ``Y (M, n)``, ``H (M, d)``, ``W (n, d)``, ``b (n,)``)::
 

@@ -2,7 +2,7 @@ r"""Global-optimality certificate for every one-layer UFM in the package (MSE an
 
 Every such objective has the form ``data(Z + 1 b^T) + beta_W/2 ||W||^2 + beta_H/2 ||H||^2``
 (plus a ridge on ``b``) with ``Z = H W^T`` and a data term convex in ``(Z, b)``. For a fixed
-``Z`` the smallest penalty is ``sqrt(beta_W beta_H) ||Z||_*`` (THEORY.md section 0, master
+``Z`` the smallest penalty is ``sqrt(beta_W beta_H) ||Z||_*`` (docs/theory.md section 0, master
 lemma), so the factorised problem has the same global minima as the convex problem
 ``min_{Z, b} data(Z, b) + sqrt(beta_W beta_H) ||Z||_*`` under ``rank Z <= d``. At a stationary
 point (``b`` optimal, factors balanced), ``Z`` is a global minimiser iff

@@ -19,7 +19,8 @@ Named conventions (:data:`CONVENTIONS`):
 ``"element_mean"``
     ``1/(2Mn)||E||^2 + lambda_H/(2M)||H||^2 + lambda_W/2||W||^2``: the authors' MuJoCo code
     (Konokiii/NC_regression) uses ``0.5 * F.mse_loss``, which also averages over the ``n``
-    target coordinates. Maps to ``lambda = n lambda'`` for both (THEORY.md, normalisation traps).
+    target coordinates. Maps to ``lambda = n lambda'`` for both (docs/theory.md, normalisation
+    traps).
 ``"feature_penalty_sum"``
     ``1/(2M)||E||^2 + lambda_H/2||H||^2 + lambda_W/2||W||^2``: the feature penalty is not
     divided by the number of samples, as in the classification UFMs of Tirer & Bruna (ICML 2022),

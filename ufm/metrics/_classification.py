@@ -2,7 +2,7 @@ r"""Neural collapse metrics NC1-NC4 (Papyan, Han, Donoho, PNAS 2020, arXiv 2008.
 
 Samples first: features ``H (N, d)``, integer ``labels (N,)`` in ``[0, K)``, classifier
 ``W (K, d)``, bias ``b (K,)``. One instance per call; batch with ``jax.vmap``. Definitions
-(THEORY.md section 4), with ``mu_c`` the class means, ``mu_G`` the global mean of the samples
+(docs/theory.md section 4), with ``mu_c`` the class means, ``mu_G`` the global mean of the samples
 and ``Mdot = [mu_c - mu_G]_c`` (``K x d``):
 
 * ``Sigma_W = (1/N) sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T``,

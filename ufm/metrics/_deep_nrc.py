@@ -3,7 +3,7 @@ r"""Deep neural regression collapse, layer by layer (Rangamani & Unal, CPAL 2026
 Layer ``l`` has features ``H (N, p)`` (the *input* of its linear map; for a conv layer the
 global-average-pooled input) and weight ``W_l (out, p)``; the targets ``Y (N, n)`` are shared.
 ``Y_c``, ``H_c`` are the column-centred arrays, ``Sigma_H = H_c^T H_c / N`` with eigenvalues
-``e_1 >= ... >= e_p`` and eigenvectors ``v_i``; ``k = min(n, p)``. Definitions of THEORY.md
+``e_1 >= ... >= e_p`` and eigenvectors ``v_i``; ``k = min(n, p)``. Definitions of docs/theory.md
 section 5, read in the authors' code (altayunal/neural-collapse-regression). The keys ``nrc1``
 ... ``nrc4`` below are *these* definitions, not those of :func:`ufm.metrics.nrc1` ...
 :func:`ufm.metrics.nrc3` (Andriopoulos et al., NeurIPS 2024, measured on the head): ``nrc1`` here

@@ -12,7 +12,7 @@ Samples first: features ``H`` of shape ``(M, d)``, head ``W`` of shape ``(n, d)`
   ``S = (Sigma^{1/2} - sqrt(gamma) I)_+`` (positive part on the eigenvalues) and ``Sigma`` the
   centred target covariance over M. For ``gamma < lambda_min`` and ``n <= d`` this is the
   paper's definition; the positive part extends it to the rank-deficient regime, and for
-  ``n > d`` only the top ``d`` eigen-directions are kept (THEORY.md section 1).
+  ``n > d`` only the top ``d`` eigen-directions are kept (docs/theory.md section 1).
 
 All three lie in [0, 1], [0, 1] and [0, 4] and are 0 at the regression-UFM optimum (with
 ``gamma = lambda_H lambda_W`` for NRC3).
@@ -126,7 +126,7 @@ def _collapse_target(Sigma, gamma, max_rank: int | None = None) -> jax.Array:
 def collapse_target(Sigma: jax.Array, gamma, max_rank: int | None = None) -> jax.Array:
     """``(Sigma^{1/2} - sqrt(gamma) I)_+``, the positive part taken on the eigenvalues, keeping
     at most the top ``max_rank`` eigen-directions (``d`` when ``n > d``: a rank-``d`` ``W W^T``
-    can only match the top ``d`` directions, THEORY.md section 1, ``n > d``)."""
+    can only match the top ``d`` directions, docs/theory.md section 1, ``n > d``)."""
     Sigma = real_matrix(Sigma, "Sigma", "(n, n)")
     if Sigma.shape[0] != Sigma.shape[1]:
         raise ValueError(f"Sigma must be a square (n, n) matrix, got shape {Sigma.shape}")

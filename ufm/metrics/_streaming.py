@@ -200,7 +200,8 @@ def _as_tuple(batch) -> tuple:
 
 
 class NRCAccumulator:
-    r"""Streaming NRC1-NRC3 of Andriopoulos et al. (NeurIPS 2024, Sec. 3.1; THEORY.md section 1).
+    r"""Streaming NRC1-NRC3 of Andriopoulos et al. (NeurIPS 2024, Sec. 3.1; docs/theory.md
+    section 1).
 
     One pass. Keeps, in float64: the count ``M``, the mean and centred scatter of the features
     ``(d,)``, ``(d, d)`` (Chan et al. updates), the Gram ``sum_i h~_i h~_i^T`` of the

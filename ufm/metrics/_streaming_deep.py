@@ -1,5 +1,5 @@
 r"""Streaming layer-wise metrics: deep neural regression collapse (Rangamani & Unal, CPAL 2026;
-THEORY.md section 5) and NC1-NC4 at every layer (:func:`ufm.metrics.deep_nc`).
+docs/theory.md section 5) and NC1-NC4 at every layer (:func:`ufm.metrics.deep_nc`).
 
 See :mod:`ufm.metrics._streaming` for the update rule. Deep NRC is one pass: every metric is
 a function of the count ``N``, the feature mean ``h_bar`` and the joint centred scatter of

@@ -1,4 +1,4 @@
-r"""Streaming NC1-NC4 of one layer (Papyan, Han, Donoho, PNAS 2020; THEORY.md section 4).
+r"""Streaming NC1-NC4 of one layer (Papyan, Han, Donoho, PNAS 2020; docs/theory.md section 4).
 
 See :mod:`ufm.metrics._streaming` for the update rule and the conventions. NC1-NC3 need one
 pass; NC4 needs a second one (it compares each sample with the *final* class means).
@@ -72,7 +72,7 @@ def _nc2_rows(A: np.ndarray, ddof: int) -> dict[str, float]:
 
 class NCAccumulator:
     r"""Streaming NC1-NC4 of one layer: the numbers of :func:`ufm.metrics.nc1` ...
-    :func:`ufm.metrics.nc4` (THEORY.md section 4), memory ``O(d^2 + K d)``.
+    :func:`ufm.metrics.nc4` (docs/theory.md section 4), memory ``O(d^2 + K d)``.
 
     First pass (:meth:`update`): per-class counts ``(K,)`` and means ``(K, d)``, and the pooled
     within-class scatter ``S_W = sum_i (h_i - mu_{y_i})(h_i - mu_{y_i})^T`` ``(d, d)``, merged
