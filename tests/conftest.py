@@ -1,4 +1,29 @@
-"""Test configuration: float64 once for the whole suite, hypothesis profile, shared helpers."""
+"""Test configuration: float64 once for the whole suite, hypothesis profiles, shared helpers.
+
+Hypothesis profiles, chosen by the environment variable ``UFM_HYPOTHESIS_PROFILE``:
+
+- ``ci`` (the default): derandomised, so every run draws the same inputs, with
+  ``max_examples=12`` per property test. The regimes that matter are forced with ``@example``
+  in the tests themselves (collapse rank >= 2, ``n < d``, ``n = d``, ``n > d``, ``n = 1``, and
+  ``c = lambda_H lambda_W`` below, between and above the eigenvalues), so the quick profile
+  covers them whatever it draws.
+- ``thorough``: random (a new seed every run), at least ``THOROUGH_EXAMPLES`` (300) examples per
+  property test, for a maintainer before a release::
+
+      UFM_HYPOTHESIS_PROFILE=thorough python -m pytest -k "not notebook"
+
+  A failure prints the falsifying example and a ``@reproduce_failure`` blob, and is replayed
+  from the local example database (``.hypothesis/``) on the next run.
+
+Tests that set their own ``max_examples`` pass it through :func:`examples`, so the thorough
+profile raises it too. The strategies draw values, not shapes: shapes come from short fixed
+lists (:data:`REGRESSION_SHAPES`), so a property test compiles a handful of programs instead of
+one per example.
+
+The suite runs on two pytest-xdist workers (``-n 2 --dist loadfile`` in ``pyproject.toml``);
+``python -m pytest -m "not slow"`` is the quick tier (no notebooks, subprocesses or the
+slowest solves).
+"""
 
 import gc
 import os
@@ -6,7 +31,7 @@ import os
 import jax
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, example, settings
 from hypothesis import strategies as st
 
 jax.config.update("jax_enable_x64", True)
@@ -14,14 +39,24 @@ jax.config.update("jax_enable_x64", True)
 # setting) or write to the user's cache; tests of the cache unset this themselves.
 os.environ.setdefault("UFM_NO_COMPILE_CACHE", "1")
 
-settings.register_profile(
-    "ufm",
-    deadline=None,
-    max_examples=12,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
-    derandomize=True,
+THOROUGH_EXAMPLES = 300
+_COMMON = dict(
+    deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
-settings.load_profile("ufm")
+settings.register_profile("ci", max_examples=12, derandomize=True, **_COMMON)
+settings.register_profile(
+    "thorough", max_examples=THOROUGH_EXAMPLES, derandomize=False, print_blob=True, **_COMMON
+)
+PROFILE = os.environ.get("UFM_HYPOTHESIS_PROFILE", "ci")
+if PROFILE not in ("ci", "thorough"):
+    raise ValueError(f"UFM_HYPOTHESIS_PROFILE must be 'ci' or 'thorough', got {PROFILE!r}")
+settings.load_profile(PROFILE)
+
+
+def examples(n: int) -> int:
+    """``max_examples`` for a test that sets its own: ``n`` in the ``ci`` profile, at least
+    ``THOROUGH_EXAMPLES`` in the ``thorough`` one."""
+    return n if PROFILE == "ci" else max(n, THOROUGH_EXAMPLES)
 
 
 def random_targets(rng: np.random.Generator, M: int, n: int, rank: int | None = None, shift=1.0):
@@ -31,10 +66,11 @@ def random_targets(rng: np.random.Generator, M: int, n: int, rank: int | None = 
     return rng.normal(size=(M, k)) @ B.T + shift * rng.normal(size=n)
 
 
-def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float):
+def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float, gap: int = 0):
     """``(lambda_H, lambda_W)`` with ``lambda_H / lambda_W = ratio`` and ``c = lambda_H lambda_W``
     placed in ``regime``: below the smallest positive eigenvalue, between two eigenvalues with a
-    clear gap (a rank drop), or above the largest (the zero solution)."""
+    clear gap (a rank drop; ``gap`` picks which of the clear gaps, from the top, clipped to the
+    last), or above the largest (the zero solution)."""
     lam = np.sort(eigs)[::-1]
     pos = lam[lam > 1e-9 * lam[0]]
     if regime == "below":
@@ -43,29 +79,78 @@ def lambdas_for_regime(eigs: np.ndarray, regime: str, ratio: float):
         c = 2.0 * lam[0]
     else:
         gaps = [i for i in range(len(pos) - 1) if pos[i] > 1.5 * pos[i + 1]]
-        i = gaps[0] if gaps else 0
+        i = gaps[min(gap, len(gaps) - 1)] if gaps else 0
         c = np.sqrt(pos[i] * pos[i + 1]) if gaps else 0.5 * pos[0]
     lam_W = np.sqrt(c / ratio)
     return ratio * lam_W, lam_W
 
 
-@st.composite
-def regression_problems(draw, max_n=4, max_d=6, max_M=40, ratios=(0.2, 1.0, 5.0)):
-    """Random regression UFMs: sizes (n > d included), rank-deficient covariances, bias on or
-    off, and c = lambda_H lambda_W below, between or above the eigenvalues."""
+# (M, n, d) of the regression property tests: n < d, n = d, n > d (the rank capped by d) and
+# the scalar case n = 1. Few shapes, so that the solvers compile once per shape and bias.
+REGRESSION_SHAPES = ((24, 3, 5), (18, 3, 3), (20, 4, 2), (10, 1, 3))
+REGIMES = ("below", "between", "above")
+
+
+def regression_case(shape, rank=None, regime="below", ratio=1.0, bias=True, seed=0, gap=0):
+    """A regression UFM of ``shape = (M, n, d)`` whose targets have covariance rank ``rank``
+    (default ``n``) and whose ``c = lambda_H lambda_W`` lies in ``regime`` (see
+    :func:`lambdas_for_regime`); deterministic in its arguments (for ``@example``)."""
     import ufm
 
-    n = draw(st.integers(1, max_n))
-    d = draw(st.integers(1, max_d))
-    M = draw(st.integers(6, max_M))
-    rank = draw(st.integers(1, n))  # rank < n: rank-deficient Sigma
-    regime = draw(st.sampled_from(("below", "between", "above")))
+    M, n, d = shape
+    Y = random_targets(np.random.default_rng(seed), M, n, rank)
+    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
+    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio, gap)
+    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
+
+
+@st.composite
+def regression_problems(draw, shapes=REGRESSION_SHAPES, ratios=(0.2, 1.0, 5.0)):
+    """Random regression UFMs over the fixed ``shapes``: rank-deficient covariances (rank from
+    1 to n), bias on or off, and c = lambda_H lambda_W below, between or above the
+    eigenvalues. The values vary freely; the shapes do not (no compilation per example)."""
+    shape = draw(st.sampled_from(shapes))
+    rank = draw(st.integers(1, shape[1]))  # rank < n: rank-deficient Sigma
+    regime = draw(st.sampled_from(REGIMES))
     ratio = draw(st.sampled_from(ratios))
     bias = draw(st.booleans())
-    Y = random_targets(np.random.default_rng(draw(st.integers(0, 2**16))), M, n, rank)
-    _, S = ufm.RegressionUFM(Y, 1.0, 1.0, d, bias=bias).target_moments()
-    lH, lW = lambdas_for_regime(np.linalg.eigvalsh(np.asarray(S)), regime, ratio)
-    return ufm.RegressionUFM(Y, lH, lW, d, bias=bias)
+    seed = draw(st.integers(0, 2**16))
+    gap = draw(st.integers(0, 2)) if regime == "between" else 0
+    return regression_case(shape, rank, regime, ratio, bias, seed, gap)
+
+
+# (shape, rank, regime, ratio, bias, seed, gap) of the regimes every regression property test
+# checks whatever hypothesis draws; the comment gives the collapse rank of the optimum. They
+# hold every shape of REGRESSION_SHAPES with and without a bias, so the drawn examples reuse
+# their compiled programs.
+REGRESSION_EXAMPLES = (
+    ((24, 3, 5), 3, "below", 1.0, True, 0, 0),  # n < d, rank 3
+    ((24, 3, 5), 3, "between", 1.0, False, 3, 1),  # a rank drop to 2
+    ((18, 3, 3), 3, "below", 0.2, True, 1, 0),  # n = d, rank 3
+    ((18, 3, 3), 2, "between", 5.0, False, 2, 0),  # rank-deficient targets, rank 1
+    ((20, 4, 2), 4, "below", 1.0, False, 3, 0),  # n > d, rank capped at d = 2
+    ((20, 4, 2), 3, "above", 1.0, True, 4, 0),  # the zero optimum
+    ((10, 1, 3), 1, "below", 0.2, True, 5, 0),  # n = 1, rank 1
+    ((10, 1, 3), 1, "above", 5.0, False, 5, 0),  # n = 1, the zero optimum
+)
+# The sizes the README's accuracy figures are stated for (the exact solver only).
+LARGE_REGRESSION_EXAMPLES = (
+    ((10_000, 3, 64), 3, "below", 1.0, True, 0, 0),  # rank 3
+    ((10_000, 3, 256), 3, "between", 1.0, False, 3, 1),  # a rank drop
+)
+
+
+def regime_examples(*extra, large: bool = False):
+    """Decorator: ``@example(problem, *extra)`` for every case of :data:`REGRESSION_EXAMPLES`
+    (and of :data:`LARGE_REGRESSION_EXAMPLES` with ``large=True``)."""
+
+    def decorate(test):
+        cases = REGRESSION_EXAMPLES + (LARGE_REGRESSION_EXAMPLES if large else ())
+        for case in reversed(cases):
+            test = example(regression_case(*case), *extra)(test)
+        return test
+
+    return decorate
 
 
 class CompileCounter:
@@ -90,9 +175,11 @@ class CompileCounter:
 
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_programs():
-    """Drop JAX's compiled executables after every test module. One process compiles
-    thousands of programs over the suite; each holds memory maps, and a full run crashed inside
-    an XLA compile (segfault) late in the suite while the same module passed on its own."""
+    """Drop JAX's compiled executables after every test module. Each pytest-xdist worker still
+    runs about half the suite in one process and compiles thousands of programs, each holding
+    memory maps; kept, they can exhaust the process's map limit and crash an XLA compile
+    (segfault) late in a run while the same module passes on its own. The modules share few
+    programs, so the cost is small."""
     yield
     jax.clear_caches()
     gc.collect()

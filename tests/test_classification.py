@@ -77,6 +77,7 @@ def test_lbfgs_all_variables_matches_closed_form_mse(loss, bias, kappa, data):
     assert cmp.passed(1e-8), f"{p}\n{cmp.table(1e-8)}"
 
 
+@pytest.mark.slow
 def test_saddle_at_zero_init_is_reported_for_both_losses():
     y = tc.balanced_labels(3, 4)
     for loss in ("mse", "ce"):

@@ -34,6 +34,7 @@ def test_classification_checks(capsys):
     assert main(["check", "--problem", "mse", "--bias", "none", "--dtype", "float32"]) == 0
 
 
+@pytest.mark.slow
 def test_check_all_runs_every_problem_kind(capsys):
     assert main(["check", "--all", "--M", "200", "--per-class", "5"]) == 0
     out = capsys.readouterr().out

@@ -62,6 +62,7 @@ def test_closed_form_against_best_of_restarts(activation, L, side):
     assert float(r.rate_within(opt.loss, 1e-8)) == np.mean(at_opt)
 
 
+@pytest.mark.slow
 def test_relu_binary_dnc_three_layers():
     labels = np.repeat([0, 1], 3)
     lam = 0.02

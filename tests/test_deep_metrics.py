@@ -1,6 +1,6 @@
 """Layer-wise metrics: deep NRC (Rangamani & Unal) and deep NC against independent numpy
 transcriptions of the definitions, collapsed configurations, the regression-UFM optimum's
-predicted values (THEORY.md section 5), jit, vmap and float32."""
+predicted values (docs/theory.md section 5), jit, vmap and float32."""
 
 import jax
 import jax.numpy as jnp
@@ -104,7 +104,7 @@ def test_deep_nrc_on_collapsed_features():
 
 @pytest.mark.parametrize("regime", ["below", "between"])
 def test_deep_nrc_predicted_values_at_regression_ufm_optimum(regime):
-    """THEORY.md section 5: e_i = sqrt(lW/lH)(sqrt(l_i) - sqrt(c))_+, NRC1 = 0, the CKA closed
+    """docs/theory.md section 5: e_i = sqrt(lW/lH)(sqrt(l_i) - sqrt(c))_+, NRC1 = 0, the CKA closed
     form, NRC3 = 1 (full rank), NRC4 = sum_{i > j*} l_i / n, at the features of
     theory.regression.optimum (H = sqrt(lW/lH) Yc Sigma^{+1/2} W)."""
     rng = np.random.default_rng(2)

@@ -58,7 +58,7 @@ def test_metrics_zero_at_optimum_positive_after_perturbation():
 
 
 def test_fit_gamma_recovers_c_for_any_ratio():
-    """THEORY.md discrepancy (ii): the normalised NRC3's grid argmin recovers c also when
+    """docs/theory.md discrepancy (ii): the normalised NRC3's grid argmin recovers c also when
     lambda_H != lambda_W (the unnormalised App. F gamma* does not)."""
     Y = random_targets(np.random.default_rng(1), 80, 3)
     lam_min = np.linalg.eigvalsh(np.cov(Y.T, bias=True))[0]

@@ -1,7 +1,7 @@
 """Metrics on hard but legitimate input: a large common offset, extreme scales, traced labels
 that would be rejected eagerly, empty axes, and the CLI's float32 files.
 
-The references are independent numpy float64 computations from the definitions (THEORY.md
+The references are independent numpy float64 computations from the definitions (docs/theory.md
 section 4) on the *same* data (float32 data cast exactly to float64), centred before anything
 else, so they carry none of the cancellation being tested.
 """

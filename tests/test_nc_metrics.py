@@ -20,8 +20,9 @@ def _np_nc1(H, y, K):
     return np.trace(Sw @ np.linalg.pinv(Sb, rcond=1e-10)) / K
 
 
-@given(st.integers(2, 5), st.integers(2, 6), st.integers(0, 10**6))
-def test_nc1_matches_pinv_reference(K, extra_d, seed):
+@given(st.sampled_from(((2, 2), (3, 4), (5, 6))), st.integers(0, 10**6))
+def test_nc1_matches_pinv_reference(shape, seed):
+    K, extra_d = shape  # few shapes (each compiles the metrics once), random values
     rng = np.random.default_rng(seed)
     y = np.repeat(np.arange(K), 4)
     H = rng.normal(size=(len(y), K + extra_d)) + 3 * rng.normal(size=(K, K + extra_d))[y]
@@ -30,7 +31,7 @@ def test_nc1_matches_pinv_reference(K, extra_d, seed):
     assert float(metrics.nc1(H, y, K, scale="notebook")) == pytest.approx(K * v, rel=1e-12)
 
 
-@given(st.integers(3, 6), st.integers(1, 2), st.integers(0, 10**6))
+@given(st.sampled_from((3, 6)), st.integers(1, 2), st.integers(0, 10**6))
 def test_nc1_on_rank_deficient_features_matches_pinv_and_is_nonnegative(K, rank, seed):
     """Features of rank < K - 1 make Sigma_B singular: the cut-off pseudo-inverse must agree
     with numpy's pinv on its range and never give a negative trace."""

@@ -155,7 +155,7 @@ def test_nrc_at_collapse_and_without_head():
 
 
 def transcribed_deep_nrc(Hs, Ws, Y, rtol=1e-3):
-    """THEORY.md section 5 written out with N x N Grams, SVDs and numpy's pinv (an independent
+    """docs/theory.md section 5 written out with N x N Grams, SVDs and numpy's pinv (an independent
     computation: nothing shared with the accumulators but the definitions)."""
     N, n = Y.shape
     Yc = Y - Y.mean(0)

@@ -8,7 +8,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 import sympy
-from hypothesis import HealthCheck, given, settings
+from conftest import examples
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.symbolic import (
@@ -215,12 +216,7 @@ def test_single_output():
     _check_consistency(opt, targets, "1/2", "1/3")
 
 
-@settings(
-    max_examples=8,
-    deadline=None,
-    derandomize=True,
-    suppress_health_check=[HealthCheck.too_slow],
-)
+@settings(max_examples=examples(8))
 @given(
     targets=st.lists(st.lists(st.integers(-3, 3), min_size=2, max_size=2), min_size=2, max_size=4),
     lam_h=st.fractions(min_value=Fraction(1, 20), max_value=3, max_denominator=20),

@@ -1,4 +1,4 @@
-"""Tests for ``theory.deep`` and ``theory.symbolic_deep`` (THEORY.md sections 0.5, 2, 6).
+"""Tests for ``theory.deep`` and ``theory.symbolic_deep`` (docs/theory.md sections 0.5, 2, 6).
 
 Independent computations compared:
 * sympy derivation of the threshold / root equations against the float64 scalar solver;
@@ -450,6 +450,7 @@ def test_bad_input_other_entry_points():
         scalar.kappa_crit(1)
 
 
+@pytest.mark.slow
 def test_out_of_scope_relu_is_a_value_and_compare_bounds_the_loss():
     import theory
     import ufm
