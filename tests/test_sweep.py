@@ -7,6 +7,7 @@ the three files share one compiled chunk when they run in one session.
 """
 
 import os
+import sys
 
 import jax
 import numpy as np
@@ -193,20 +194,22 @@ def test_unwritable_output_is_an_error(tmp_path):
         ufm.sweep(regression_problem(), GRID, out=out, **KW)
 
 
-def test_progress_lines_and_callback(table, capsys):
+def test_progress_lines_and_callback(table, capsys, monkeypatch):
     seen = []
     ufm.sweep(regression_problem(), GRID, progress=lambda *a: seen.append(a), **KW)
     assert [s[:2] for s in seen] == [(8, 32), (16, 32), (24, 32), (32, 32)]
-    try:
-        import tqdm  # noqa: F401
-
-        pytest.skip("tqdm installed: the bar replaces the plain lines")
-    except ImportError:
-        pass
+    monkeypatch.setitem(sys.modules, "tqdm.auto", None)  # without tqdm: one line per chunk
     ufm.sweep(regression_problem(), GRID, progress=True, **KW)
     err = capsys.readouterr().err.strip().split("\n")
     assert len(err) == 4 and err[-1].startswith("ufm sweep: 32/32 points (100%)")
     assert "points/s" in err[0] and "s left" in err[0]
+
+
+def test_progress_bar_with_tqdm(table, capsys):
+    pytest.importorskip("tqdm", reason="tqdm is in the test extra")
+    ufm.sweep(regression_problem(), GRID, progress=True, **KW)
+    err = capsys.readouterr().err
+    assert "32/32" in err and "ufm sweep: 32/32 points" not in err
 
 
 def test_table_csv_and_pandas(table, tmp_path):
