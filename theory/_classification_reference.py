@@ -28,7 +28,6 @@ from ._reference import (
     cast_params,
     comparison_from,
     no_columns,
-    nothing_to_compare,
     rank,
     reference,
     reference_precision,
@@ -80,12 +79,6 @@ class ClassificationReference(Reference):
         static = (self.per_class, self.free, self.class_sizes)
         finish = functools.partial(_finish, problem=ref, balanced=bool(self.per_class))
         return Plan(compare_numbers, (ref, params), static, finish)
-
-    def compare(self, problem, solution):
-        p = self.plan(problem, solution.params)
-        if p is None:
-            return nothing_to_compare(problem, solution, self.reason)
-        return p.finish(jax.device_get(p.program(*p.args, *p.static)), solution)
 
     def columns(self, problem, params, loss) -> dict:
         H, W, _ = params

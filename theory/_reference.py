@@ -20,7 +20,6 @@ eigenvalues above ``sqrt(eps)`` times a natural scale.
 
 from __future__ import annotations
 
-import abc
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -204,7 +203,7 @@ class Plan(NamedTuple):
 
 
 @dataclasses.dataclass(frozen=True)
-class Reference(abc.ABC):
+class Reference:
     """What theory predicts for problems of one kind, and how a solution compares with it.
 
     Built by :func:`reference` from a concrete problem on the host; hashable (a static
@@ -225,9 +224,14 @@ class Reference(abc.ABC):
     #: (e.g. a lambda of 0), in words; ``""`` when none.
     nan_rows: ClassVar[str] = ""
 
-    @abc.abstractmethod
     def compare(self, problem, solution) -> Comparison:
-        """The :class:`Comparison` of one checked, unbatched ``solution`` of ``problem``."""
+        """The :class:`Comparison` of one checked, unbatched ``solution`` of ``problem``.
+        Default: run :meth:`plan`'s program, or, without a plan, compare nothing (the
+        ``reason``). A reference overrides :meth:`plan` or this method."""
+        p = self.plan(problem, solution.params)
+        if p is None:
+            return nothing_to_compare(problem, solution, self.reason)
+        return p.finish(jax.device_get(p.program(*p.args, *p.static)), solution)
 
     def plan(self, problem, params) -> Plan | None:
         """The comparison as one compiled program (``params`` arrays or

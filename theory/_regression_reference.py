@@ -23,7 +23,6 @@ from ._reference import (
     comparison_from,
     gram_difference_norm,
     moment_gram_norm,
-    nothing_to_compare,
     rank,
     reference,
     reference_precision,
@@ -50,12 +49,6 @@ class RegressionReference(Reference):
         ref = reference_precision(problem)
         params = Params(*cast_params(tuple(params), ref.dtype))
         return Plan(compare_numbers, (ref, params), (), _finish)
-
-    def compare(self, problem, solution):
-        p = self.plan(problem, solution.params)
-        if p is None:
-            return nothing_to_compare(problem, solution, self.reason)
-        return p.finish(jax.device_get(p.program(*p.args, *p.static)), solution)
 
     def columns(self, problem, params, loss) -> dict:
         q = reference_precision(problem)
