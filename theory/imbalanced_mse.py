@@ -107,17 +107,21 @@ class ImbalancedOptimum(NamedTuple):
     """Exact optimum of the MSE classification UFM with class sizes ``n`` (``K x K`` Grams).
 
     Attributes:
-        WWT: ``W W^T`` ``(K, K)``. class_mean_gram: ``mu mu^T`` of the uncentred class means
-        ``(K, K)``. logits: class-mean logits ``W mu_c + b`` (row ``c``) ``(K, K)``. bias: ``b``
-        ``(K,)`` (zeros without bias). loss: optimal value. rank: rank of ``Z* = H W^T``.
+        WWT: ``W W^T`` ``(K, K)``.
+        class_mean_gram: ``mu mu^T`` of the uncentred class means ``(K, K)``.
+        logits: class-mean logits ``W mu_c + b`` (row ``c``) ``(K, K)``.
+        bias: ``b`` ``(K,)`` (zeros without bias).
+        loss: optimal value.
+        rank: rank of ``Z* = H W^T``.
         zero: whether ``W = H = 0`` is optimal.
-        threshold: ``tau = N sqrt(lambda_H lambda_W)``. singular_values: ``sigma_i`` of the
-        (centred, or ``b``-shifted) target, descending ``(K,)``. kept: which ``sigma_i`` are kept
-        ``(K,)``.
-        survives: class ``k``'s classifier row is nonzero ``(K,)``. death_level: the value of
-        ``lambda_H lambda_W`` from which row ``k`` is zero, for ``d`` at least the target's rank
-        (``n_k / N^2`` without bias; ``max(mu_1, n_k [m_k >= 2]) / N^2`` with a free bias; NaN for
-        a regularised bias).
+        threshold: ``tau = N sqrt(lambda_H lambda_W)``.
+        singular_values: ``sigma_i`` of the (centred, or ``b``-shifted) target, descending
+            ``(K,)``.
+        kept: which ``sigma_i`` are kept ``(K,)``.
+        survives: class ``k``'s classifier row is nonzero ``(K,)``.
+        death_level: the value of ``lambda_H lambda_W`` from which row ``k`` is zero, for ``d``
+            at least the target's rank (``n_k / N^2`` without bias; ``max(mu_1, n_k [m_k >= 2])
+            / N^2`` with a free bias; NaN for a regularised bias).
         unique: whether the Grams are unique (no tie at the width cut ``d``).
         stationarity: ``||grad g(b)||`` for a regularised bias (0 otherwise).
     """
@@ -142,11 +146,13 @@ class MinorityCollapseWindow(NamedTuple):
     """The MSE minority-collapse window of a two-level step imbalance (free bias).
 
     Attributes:
-        c_low, c_high: the window ``n_B / N^2 <= lambda_H lambda_W < K n_A n_B / N^3``.
-        lambda_low, lambda_high: the same window for ``lambda_H = lambda_W = lambda``
-        (``sqrt(c_low)``, ``sqrt(c_high)``).
+        c_low: the window's lower end ``n_B / N^2`` of ``lambda_H lambda_W``.
+        c_high: the window's upper end ``K n_A n_B / N^3`` (the window is
+            ``c_low <= lambda_H lambda_W < c_high``).
+        lambda_low: ``sqrt(c_low)``, the lower end for ``lambda_H = lambda_W = lambda``.
+        lambda_high: ``sqrt(c_high)``, the upper end for ``lambda_H = lambda_W = lambda``.
         coupled_eigenvalue: ``mu_c = K n_A n_B / N``, the coupled eigenvalue of the centred
-        target's Gram (its squared singular value).
+            target's Gram (its squared singular value).
     """
 
     c_low: float
@@ -291,7 +297,8 @@ def optimum(
 
     Args:
         class_sizes: ``K >= 2`` positive integers (concrete).
-        lambda_H, lambda_W: scalars ``> 0`` (may be traced).
+        lambda_H: the feature regularisation, a scalar ``> 0`` (may be traced).
+        lambda_W: the weight regularisation, a scalar ``> 0`` (may be traced).
         feature_dim: ``d >= 1``.
         bias: ``"none"``, ``"free"`` or a number ``lambda_b >= 0`` (as in
             :class:`ufm.ClassificationUFM`).

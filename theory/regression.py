@@ -157,7 +157,8 @@ def optimum(targets, lambda_H, lambda_W, feature_dim: int, bias: bool = True) ->
 
     Args:
         targets: ``Y`` ``(M, n)``.
-        lambda_H, lambda_W: regularisation strengths, both > 0.
+        lambda_H: the feature regularisation strength, > 0.
+        lambda_W: the weight regularisation strength, > 0.
         feature_dim: ``d``.
         bias: whether the model has the free (unregularised) bias.
     """
@@ -177,7 +178,8 @@ class ZeroRegularisationCheck:
         loss_zero: final losses at ``lambda = 0`` (should be ~0: global minima).
         nrc1_zero: NRC1 at ``lambda = 0`` (bounded away from 0: no collapse).
         nrc1_positive: NRC1 at ``lambda > 0`` from the same inits (~0: collapse).
-        status_zero, status_positive: solver statuses.
+        status_zero: the solver statuses at ``lambda = 0``.
+        status_positive: the solver statuses at ``lambda > 0``.
     """
 
     loss_zero: np.ndarray

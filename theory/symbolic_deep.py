@@ -102,13 +102,19 @@ class ScalarProblem:
     """The normalised scalar problem for ``P`` factors (all exact sympy objects).
 
     Attributes:
-        P. objective: ``h(t)``, ``s = t^P``. root_equation: the polynomial in ``t`` and
-        ``kappa`` whose roots are the nonzero stationary points. sigma_equation:
-        ``alpha (y - sigma) - gamma sigma^{2/P-1}``. tangency_t: ``t`` at the threshold.
-        jump: ``s = t^P`` there. kappa_crit: the derived threshold. kappa_crit_theory:
-        the closed form of docs/theory.md. phi_max: the largest ``kappa`` with a nonzero root;
-        s_max its ``s``. loss_at_crit: ``h`` at the tangency (``1/2``). tie: ``h - 1/2`` on the
-        stationary branch (``kappa`` eliminated), factored.
+        P: the number of factors.
+        objective: ``h(t)``, ``s = t^P``.
+        root_equation: the polynomial in ``t`` and ``kappa`` whose roots are the nonzero
+            stationary points.
+        sigma_equation: ``alpha (y - sigma) - gamma sigma^{2/P-1}``.
+        tangency_t: ``t`` at the threshold.
+        jump: ``s = t^P`` there.
+        kappa_crit: the derived threshold.
+        kappa_crit_theory: the closed form of docs/theory.md.
+        phi_max: the largest ``kappa`` with a nonzero root.
+        s_max: the ``s`` of ``phi_max``.
+        loss_at_crit: ``h`` at the tangency (``1/2``).
+        tie: ``h - 1/2`` on the stationary branch (``kappa`` eliminated), factored.
     """
 
     P: int

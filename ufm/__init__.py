@@ -8,7 +8,7 @@ Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (
   :class:`LBFGS`, :class:`OptaxSolver` (or any optax optimiser);
 * restarts: ``solve(..., restarts=R)`` -> :class:`Restarts`;
 * sweeps: :func:`sweep` -> :class:`SweepTable`; :func:`shard_samples`; plots in :mod:`ufm.plot`;
-* normalisations: :func:`convert_lambdas`;
+* normalisations: :func:`convert_lambdas` (:data:`CONVENTIONS`, :class:`Convention`);
 * metrics: :mod:`ufm.metrics` (NRC, NC, deep NC / deep NRC, streaming accumulators);
 * a small MLP trainer that records layer-wise collapse: :mod:`ufm.train`.
 """
@@ -17,6 +17,7 @@ from . import metrics as metrics
 from . import plot as plot
 from . import train as train
 from ._normalisation import CONVENTIONS as CONVENTIONS
+from ._normalisation import Convention as Convention
 from ._normalisation import convert_lambdas as convert_lambdas
 from ._solution import Restarts as Restarts
 from ._solution import Solution as Solution
@@ -44,6 +45,7 @@ __version__ = "0.1.0"
 __all__ = [
     "CONVENTIONS",
     "ClassificationUFM",
+    "Convention",
     "DeepParams",
     "DeepUFM",
     "Exact",

@@ -145,10 +145,11 @@ def solve(
         init: the starting variables (``ufm.Params(H, W, b)`` or ``ufm.DeepParams(H, Ws, b)``);
             default: the problem's ``default_init(key)`` (the exact solver uses only ``W``).
         max_steps: step budget (default: the solver's ``default_max_steps``).
-        rtol, atol: the scale-free stopping test
+        rtol: the relative tolerance of the scale-free stopping test
             ``||g|| max(||y||, ||y_0||) <= atol + rtol min(|f|, |f_0|)`` on the solver's
-            variables ``y`` and gradient ``g`` (``ufm/_iterate.py``); defaults ``rtol = 1e-10``
-            in float64 and ``1e-5`` in float32, ``atol = 0`` (in units of the objective; give
+            variables ``y`` and gradient ``g`` (``ufm/_iterate.py``); default ``1e-10`` in
+            float64 and ``1e-5`` in float32.
+        atol: the absolute tolerance of that test, in units of the objective (default 0; give
             one for problems whose optimal value is 0, e.g. zero regularisation).
         record_every: record the step, the loss and the problem's collapse metrics (NRC1-3
             for regression, NC1-4 for classification, layer-wise for deep problems) inside the

@@ -45,7 +45,7 @@ class MLPParams(NamedTuple):
 class MLP(NamedTuple):
     """The structure of a multilayer perceptron (hashable: a static argument under ``jit``).
 
-    Args:
+    Attributes:
         widths: ``(p_0, ..., p_L)``: input width, hidden widths, output width (``L >= 1``).
         activation: ``"relu"``, ``"tanh"``, ``"gelu"`` or ``"identity"`` (a deep linear net).
         bias: whether every linear layer has a bias.
