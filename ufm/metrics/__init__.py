@@ -3,6 +3,8 @@
 Regression (Andriopoulos et al., NeurIPS 2024): :func:`nrc1`, :func:`nrc2`, :func:`nrc3`,
 :func:`fit_gamma`, :func:`stable_rank`. Classification (Papyan, Han, Donoho, PNAS 2020):
 :func:`nc1` ... :func:`nc4`, :func:`etf_distance`, :func:`orthogonal_frame_distance`.
+Imbalanced classes: :func:`nc1_per_class`, :func:`minority_collapse` (Fang et al., PNAS 2021),
+:func:`gram_distance` (e.g. to the SELI geometry of Thrampoulidis et al., NeurIPS 2022).
 Layer-wise, for a deep UFM or any network's per-layer features: :func:`deep_nc` (NC1-NC4 per
 layer) and :func:`deep_nrc` (deep neural regression collapse, Rangamani & Unal, CPAL 2026).
 One instance per call; batch with ``jax.vmap``. Every metric returns NaN, never a finite
@@ -20,6 +22,7 @@ from ._classification import (
 )
 from ._deep_nc import deep_nc
 from ._deep_nrc import deep_nrc
+from ._imbalance import gram_distance, minority_collapse, nc1_per_class
 from ._regression import (
     collapse_target,
     fit_gamma,
@@ -38,7 +41,10 @@ __all__ = [
     "deep_nrc",
     "etf_distance",
     "fit_gamma",
+    "gram_distance",
+    "minority_collapse",
     "nc1",
+    "nc1_per_class",
     "nc2",
     "nc3",
     "nc4",
@@ -54,6 +60,7 @@ __all__ = [
 # Streaming accumulators: features fed batch by batch, memory independent of N.
 from ._streaming import NRCAccumulator, accumulate  # noqa: E402
 from ._streaming_deep import DeepNCAccumulator, DeepNRCAccumulator  # noqa: E402
+from ._streaming_imbalance import PerClassNC1Accumulator  # noqa: E402
 from ._streaming_nc import NCAccumulator  # noqa: E402
 
 __all__ += [
@@ -61,5 +68,6 @@ __all__ += [
     "DeepNRCAccumulator",
     "NCAccumulator",
     "NRCAccumulator",
+    "PerClassNC1Accumulator",
     "accumulate",
 ]
