@@ -2,7 +2,7 @@ r"""The SELI geometry: the bias-free cross-entropy UFM as ``lambda -> 0``, any c
 
 Thrampoulidis, Kini, Vakilian, Behnia, "Imbalance Trouble: Revisiting Neural-Collapse
 Geometry", NeurIPS 2022 (arXiv 2208.05512), Sec. 3: the simplex-encoded label (SEL) matrix, the
-SELI geometry (simplex-encoded-labels interpolation), Theorem 1 (every solution of the
+SELI geometry (simplex-encoded-labels interpolation), its main theorem (every solution of the
 unconstrained-features SVM, ``min ||W||_F^2 + ||H||_F^2`` subject to unit margins, is SELI when
 ``d >= K - 1``) and the regularisation-path result that follows it (the minimisers of the
 bias-free cross-entropy UFM, normalised, converge to UFM-SVM solutions as ``lambda -> 0``).
