@@ -6,7 +6,11 @@
   bias) and cross-entropy (Tirer & Bruna 2022; Zhou et al. 2022; Zhu et al. 2021);
   :mod:`theory.imbalanced_mse` - MSE with any class sizes (Dang et al., ICML 2023): per-class
   death levels, the centred target's secular spectrum, the minority-collapse window (Fang et
-  al., PNAS 2021); :mod:`theory.symbolic_imbalanced` derives them in sympy.
+  al., PNAS 2021); :mod:`theory.symbolic_imbalanced` derives them in sympy;
+  :mod:`theory.label_smoothing` - the balanced cross-entropy optimum with label smoothing
+  (Guo et al., TMLR 2025), derived in sympy by :mod:`theory.symbolic_smoothing`;
+  :mod:`theory.seli` - the SELI geometry of cross-entropy as ``lambda -> 0`` for any class
+  sizes (Thrampoulidis et al., NeurIPS 2022).
 * :mod:`theory.deep` - the deep / extended UFM (Tirer & Bruna 2022; Súkeník et al. 2023): the
   exact optimum of the deep linear model for any targets, the ReLU model where established, the
   deep-neural-collapse candidate; :mod:`theory.symbolic_deep` derives ``kappa_P^crit`` and the
@@ -30,6 +34,8 @@ never imports the ``ufm`` facade or its workflows (sweeps, plots, the command li
 from . import regression as regression
 from . import imbalanced_mse as imbalanced_mse
 from . import classification as classification
+from . import label_smoothing as label_smoothing
+from . import seli as seli
 from . import deep as deep
 from . import _regression_reference as _regression_reference
 from . import _classification_reference as _classification_reference
@@ -55,7 +61,9 @@ __all__ = [
     "compare",
     "deep",
     "imbalanced_mse",
+    "label_smoothing",
     "precompile",
     "reference",
     "regression",
+    "seli",
 ]

@@ -8,7 +8,8 @@ Public API (samples first: targets ``(M, n)``, features ``H (M, d)``, head ``W (
   :class:`LBFGS`, :class:`OptaxSolver` (or any optax optimiser);
 * restarts: ``solve(..., restarts=R)`` -> :class:`Restarts`;
 * sweeps: :func:`sweep` -> :class:`SweepTable`; :func:`shard_samples`; plots in :mod:`ufm.plot`;
-* normalisations: :func:`convert_lambdas` (:data:`CONVENTIONS`, :class:`Convention`);
+* normalisations: :func:`convert_lambdas` (:data:`CONVENTIONS`, :class:`Convention`),
+  :func:`convert_label_smoothing` (:data:`LABEL_SMOOTHING_CONVENTIONS`);
 * metrics: :mod:`ufm.metrics` (NRC, NC, deep NC / deep NRC, streaming accumulators);
 * a small MLP trainer that records layer-wise collapse: :mod:`ufm.train`.
 """
@@ -17,7 +18,9 @@ from . import metrics as metrics
 from . import plot as plot
 from . import train as train
 from ._normalisation import CONVENTIONS as CONVENTIONS
+from ._normalisation import LABEL_SMOOTHING_CONVENTIONS as LABEL_SMOOTHING_CONVENTIONS
 from ._normalisation import Convention as Convention
+from ._normalisation import convert_label_smoothing as convert_label_smoothing
 from ._normalisation import convert_lambdas as convert_lambdas
 from ._solution import Restarts as Restarts
 from ._solution import Solution as Solution
@@ -59,6 +62,8 @@ __all__ = [
     "Solver",
     "Status",
     "Trajectory",
+    "LABEL_SMOOTHING_CONVENTIONS",
+    "convert_label_smoothing",
     "convert_lambdas",
     "metrics",
     "solve",

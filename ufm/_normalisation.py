@@ -32,6 +32,11 @@ Named conventions (:data:`CONVENTIONS`):
     penalties (e.g. Mixon, Parshall & Pi, arXiv 2011.11619, write the unregularised loss
     without the 1/2). This is twice ours with the same lambdas: the map is the identity and only
     the objective doubles; we list it so that nobody halves or doubles lambdas by mistake.
+
+Label smoothing (:func:`convert_label_smoothing`): ufm's ``label_smoothing = delta`` is
+PyTorch's (target ``1 - delta + delta/K`` on the true class, ``delta/K`` elsewhere); a
+convention with ``1 - delta`` on the true class and ``delta/(K-1)`` elsewhere (fairseq) maps
+to ``delta' = delta K/(K-1)``.
 """
 
 from __future__ import annotations
@@ -178,3 +183,63 @@ def convert_lambdas(
     lH = s * a_H * lambda_H / ours.feature(M, n)
     lW = s * a_W * lambda_W / ours.weight(M, n)
     return lH, lW, 1.0 / s
+
+
+#: Label-smoothing conventions: ``name -> (c(K), source)``, where ``c(K) delta`` is the target
+#: mass a strength ``delta`` moves off the true class (spread evenly over the other ``K - 1``
+#: classes); :func:`convert_label_smoothing` maps between them.
+LABEL_SMOOTHING_CONVENTIONS: dict[str, tuple[Callable[[int], float], str]] = {
+    "pytorch": (
+        lambda K: (K - 1) / K,
+        "torch.nn.CrossEntropyLoss(label_smoothing=delta), Keras/optax label smoothing, "
+        "Szegedy et al. (CVPR 2016), Mueller et al. (NeurIPS 2019): (1 - delta) one-hot + "
+        "delta uniform over the K classes (ours)",
+    ),
+    "off_target": (
+        lambda K: 1.0,
+        "1 - delta on the true class, delta/(K-1) on each other class (fairseq's "
+        "label_smoothed_cross_entropy, wenet's LabelSmoothingLoss)",
+    ),
+}
+
+
+def convert_label_smoothing(delta, convention: str, *, num_classes: int, to: str = "pytorch"):
+    r"""Map a label-smoothing strength ``delta`` written in ``convention`` to the same soft
+    targets written in ``to`` (default ``"pytorch"``: :class:`ufm.ClassificationUFM`'s
+    ``label_smoothing``).
+
+    Conventions (:data:`LABEL_SMOOTHING_CONVENTIONS`), for ``K`` classes:
+
+    * ``"pytorch"``: target ``1 - delta + delta/K`` on the true class, ``delta/K`` elsewhere
+      (``torch.nn.CrossEntropyLoss(label_smoothing=delta)``; Szegedy et al., CVPR 2016);
+    * ``"off_target"``: ``1 - delta`` on the true class, ``delta/(K-1)`` elsewhere (fairseq).
+
+    Both move the mass ``m`` off the true class, spread evenly: ``m = delta (K-1)/K`` (pytorch)
+    and ``m = delta`` (off_target), so ``delta_pytorch = K/(K-1) delta_off_target``.
+
+    ``delta``: a real number or numpy/JAX array (element by element), >= 0 and finite; the
+    result must be a PyTorch strength in ``[0, 1)`` (the true class keeps more
+    than the uniform ``1/K``), else a ``ValueError``.
+
+    Example::
+
+        d = ufm.convert_label_smoothing(0.1, "off_target", num_classes=10)  # 0.111...
+        problem = ufm.ClassificationUFM(y, 10, lH, lW, 16, loss="ce", label_smoothing=d)
+    """
+    K = check_int(num_classes, "num_classes", minimum=2)
+    for name, value in (("convention", convention), ("to", to)):
+        if not isinstance(value, str) or value not in LABEL_SMOOTHING_CONVENTIONS:
+            raise ValueError(
+                f"{name} must be one of {sorted(LABEL_SMOOTHING_CONVENTIONS)}, got {value!r}"
+            )
+    delta = _lambda(delta, "delta")
+    c_from = LABEL_SMOOTHING_CONVENTIONS[convention][0](K)
+    c_torch = LABEL_SMOOTHING_CONVENTIONS["pytorch"][0](K)
+    mass = delta * c_from
+    if is_concrete(mass) and np.any(np.asarray(mass) >= c_torch):
+        raise ValueError(
+            f"delta = {delta!r} in the {convention!r} convention leaves a target <= 1/K on the "
+            f"true class (a PyTorch strength >= 1); it must be < {c_torch / c_from:g} for "
+            f"K = {K}"
+        )
+    return mass / LABEL_SMOOTHING_CONVENTIONS[to][0](K)

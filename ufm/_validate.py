@@ -173,6 +173,26 @@ def check_lambda(x, name: str, dtype=None) -> jax.Array:
     return out
 
 
+def check_label_smoothing(x, dtype=None, name: str = "label_smoothing") -> jax.Array:
+    """A label-smoothing strength ``delta``: a real scalar (not a bool, not a string) converted
+    to ``dtype``; when concrete, finite and in ``[0, 1)`` (also after the conversion, so that
+    ``1 - 1e-9`` is not rounded to 1 in float32). Traced values pass unchecked (the problem's
+    ``valid()`` reports them)."""
+    out = float_array(x, name, dtype, allow_bool=False)
+    if out.ndim != 0:
+        raise ValueError(f"{name} must be a scalar in [0, 1), got shape {out.shape}")
+    if is_concrete(x) and is_concrete(out):
+        v, stored = float(np.asarray(x)), float(out)
+        if not (math.isfinite(v) and 0 <= v < 1):
+            raise ValueError(f"{name} must be a finite number in [0, 1), got {v}")
+        if stored >= 1:
+            raise ValueError(
+                f"{name} = {v!r} becomes {stored:g} in {out.dtype}; it must be < 1 (use "
+                "float64 or a smaller value)"
+            )
+    return out
+
+
 def check_tolerance(x, name: str, dtype) -> jax.Array:
     """A stopping tolerance: a real scalar in ``dtype``, finite and >= 0 when concrete (inf
     would declare any point converged). Traced values pass unchecked."""

@@ -15,8 +15,10 @@ from .._types import MSEData, Params
 from .._validate import (
     bias_option,
     check_int,
+    check_label_smoothing,
     check_lambda,
     float_dtype,
+    is_concrete,
     labels_array,
 )
 from ._base import Problem, Reduction, check_feature_dim, check_variables_fit
@@ -37,10 +39,15 @@ class ClassificationUFM(Problem):
           L = 1/(2N) ||H W^T + 1 b^T - Y||_F^2 + lambda_H/2 ||H||_F^2 + lambda_W/2 ||W||_F^2
               [+ lambda_b/2 ||b||^2]
 
-    * ``loss="ce"`` (Zhu et al., NeurIPS 2021)::
+    * ``loss="ce"`` (Zhu et al., NeurIPS 2021), with label smoothing ``delta`` in PyTorch's
+      convention (``torch.nn.CrossEntropyLoss(label_smoothing=delta)``; Szegedy et al., CVPR
+      2016): soft targets ``q_i = (1 - delta) e_{y_i} + (delta/K) 1``::
 
-          L = (1/N) sum_i [log sum_j exp(z_ij) - z_{i, y_i}] + lambda_H/2 ||H||_F^2
+          L = (1/N) sum_i [log sum_j exp(z_ij) - sum_j q_ij z_ij] + lambda_H/2 ||H||_F^2
               + lambda_W/2 ||W||_F^2 [+ lambda_b/2 ||b||^2]
+
+      (``delta = 0``, the default: plain cross-entropy ``log sum_j exp(z_ij) - z_{i, y_i}``;
+      docs/theory.md section 3, and section 10 for the smoothed optimum).
 
     ``bias="none"`` (no ``b``), ``"free"`` (unregularised ``b``) or a number ``lambda_b >= 0``
     (regularised ``b``; a traced value under ``jax.vmap``). Balanced and imbalanced classes are
@@ -63,14 +70,19 @@ class ClassificationUFM(Problem):
             ``theory.classification.optimum``'s). Read back as :attr:`bias_mode` (``"none"``,
             ``"free"`` or ``"reg"``) with :attr:`lambda_b`, and :attr:`has_bias`.
         dtype: float32 or float64 (default: JAX's default float).
+        label_smoothing: ``delta``, a real number in ``[0, 1)`` (default 0), stored as
+            :attr:`label_smoothing` in ``dtype``, a traced leaf (sweepable). Defined for the
+            cross-entropy loss only: ``loss="mse"`` with ``delta > 0`` is a ``ValueError`` (the
+            smoothed MSE target is an affine map of the one-hot one, a different problem that
+            this class does not define). Other conventions: ``ufm.convert_label_smoothing``.
 
     Variables: :class:`ufm.Params` ``(H, W, b)``.
     """
 
-    _leaves = ("labels", "lambda_H", "lambda_W", "lambda_b")
-    _ndims = {"labels": 1, "lambda_H": 0, "lambda_W": 0, "lambda_b": 0}
+    _leaves = ("labels", "lambda_H", "lambda_W", "lambda_b", "label_smoothing")
+    _ndims = {"labels": 1, "lambda_H": 0, "lambda_W": 0, "lambda_b": 0, "label_smoothing": 0}
     _static = ("num_classes", "feature_dim", "loss", "bias_mode")
-    sweep_fields = ("lambda_H", "lambda_W", "lambda_b")
+    sweep_fields = ("lambda_H", "lambda_W", "lambda_b", "label_smoothing")
 
     def __init__(
         self,
@@ -82,6 +94,7 @@ class ClassificationUFM(Problem):
         loss: str = "mse",
         bias="none",
         dtype=None,
+        label_smoothing=0.0,
     ):
         K = check_int(num_classes, "num_classes", minimum=2)
         labels = labels_array(labels, K)
@@ -93,6 +106,12 @@ class ClassificationUFM(Problem):
         lambda_H = check_lambda(lambda_H, "lambda_H", dtype)
         lambda_W = check_lambda(lambda_W, "lambda_W", dtype)
         mode, lambda_b = bias_option(bias, dtype)
+        delta = check_label_smoothing(label_smoothing, dtype)
+        if loss == "mse" and is_concrete(delta) and float(delta) != 0:
+            raise ValueError(
+                f"label_smoothing = {float(delta)} needs loss='ce': label smoothing is defined "
+                "for the cross-entropy loss here (use label_smoothing=0 with loss='mse')"
+            )
         feature_dim = check_feature_dim(feature_dim)
         N = labels.shape[0]
         check_variables_fit(N, K, feature_dim, dtype, extra=[("one-hot targets", (N, K))])
@@ -109,11 +128,15 @@ class ClassificationUFM(Problem):
             )
         self.labels = labels
         self.lambda_H, self.lambda_W, self.lambda_b = lambda_H, lambda_W, lambda_b
+        self.label_smoothing = delta
         self.num_classes, self.feature_dim = K, int(feature_dim)
         self.loss, self.bias_mode = loss, mode
 
     def __repr__(self) -> str:
         lb = f", lambda_b={self.lambda_b}" if self.bias_mode == "reg" else ""
+        ls = self.label_smoothing
+        if not (is_concrete(ls) and jnp.ndim(ls) == 0 and float(ls) == 0):
+            lb += f", label_smoothing={ls}"
         return (
             f"ClassificationUFM(N={self.num_samples}, K={self.num_classes}, "
             f"feature_dim={self.feature_dim}, loss={self.loss!r}, bias={self.bias_mode!r}, "
@@ -148,6 +171,13 @@ class ClassificationUFM(Problem):
         """One-hot targets ``Y (N, K)``."""
         return jax.nn.one_hot(self.labels, self.num_classes, dtype=self.dtype)
 
+    @property
+    def smoothed_targets(self) -> jax.Array:
+        """The cross-entropy targets ``Q = (1 - delta) Y + delta/K (N, K)`` (``delta`` =
+        :attr:`label_smoothing`; ``Y`` when ``delta = 0``)."""
+        delta = self.label_smoothing
+        return (1 - delta) * self.targets + delta / self.num_classes
+
     # -- the objective ---------------------------------------------------------------------
     def objective(self, params: Params) -> jax.Array:
         """The objective of the class docstring (a scalar)."""
@@ -172,7 +202,7 @@ class ClassificationUFM(Problem):
         if self.loss == "mse":
             return 0.5 / self.num_samples * jnp.sum((Z - self.targets) ** 2)
         picked = jnp.take_along_axis(Z, self.labels[:, None], axis=1)[:, 0]
-        return jnp.mean(jax.nn.logsumexp(Z, axis=1) - picked)
+        return jnp.mean(jax.nn.logsumexp(Z, axis=1) - _smoothed(self, picked, Z))
 
     def factor_penalty(self) -> jax.Array:
         """``sqrt(lambda_W lambda_H)``: the nuclear-norm weight of ``Z = H W^T``
@@ -181,7 +211,8 @@ class ClassificationUFM(Problem):
 
     def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
         """The convex-reduction certificate of ``ufm/_certificate.py`` (MSE and CE alike)."""
-        # MSE: |Y| = the one-hot targets; CE: softmax - onehot has entries of size <= 1.
+        # MSE: |Y| = the one-hot targets; CE: softmax - q (q = the smoothed targets, entries in
+        # [0, 1], summing to 1 like softmax) has entries of size <= 1.
         scale = self.targets if self.is_mse else jnp.ones_like(self.targets)
         rounding = gradient_rounding(params, scale)
         return violation(self.data_term, self.factor_penalty(), params, rounding, self._curvature())
@@ -194,10 +225,12 @@ class ClassificationUFM(Problem):
 
     def valid(self) -> jax.Array:
         """Traced check of what cannot be checked while tracing: lambdas >= 0, labels in
-        ``[0, K)`` and no empty class."""
+        ``[0, K)``, no empty class, ``label_smoothing`` in ``[0, 1)`` (``0`` for MSE)."""
         y = self.labels
         counts = jnp.zeros(self.num_classes, jnp.int32).at[y].add(1, mode="drop")
         ok = (self.lambda_H >= 0) & (self.lambda_W >= 0) & (self.lambda_b >= 0)
+        delta = self.label_smoothing
+        ok = ok & ((delta == 0) if self.is_mse else (delta >= 0) & (delta < 1))
         return ok & jnp.all((y >= 0) & (y < self.num_classes)) & jnp.all(counts > 0)
 
     def default_init(self, key: jax.Array, scale: float = 0.1) -> Params:
@@ -252,7 +285,8 @@ class ClassificationUFM(Problem):
         r"""The class-mean reduction: the same problem over ``K`` class-mean features.
 
         Write ``n_k`` for the size of class ``k`` and ``l_k(z)`` for the loss of class ``k`` at
-        logits ``z`` (``|z - e_k|^2/2`` or ``logsumexp(z) - z_k``). For fixed ``(W, b)`` the
+        logits ``z`` (``|z - e_k|^2/2`` or ``logsumexp(z) - q_k . z``, ``q_k`` the smoothed
+        target of class ``k``). For fixed ``(W, b)`` the
         objective is a sum over samples of ``phi_k(h_i) = l_k(W h_i + b)/N + lambda_H/2
         |h_i|^2``, the same convex function for every sample of class ``k``. Hence:
 
@@ -308,7 +342,8 @@ class ClassMeanUFM(Problem):
         F = sum_k (n_k/N) l_k(W hbar_k + b) + lambda_H/2 sum_k n_k |hbar_k|^2
             + lambda_W/2 ||W||_F^2 [+ lambda_b/2 ||b||^2]
 
-    with ``l_k(z) = |z - e_k|^2/2`` (MSE) or ``logsumexp(z) - z_k`` (CE). It equals the full
+    with ``l_k(z) = |z - e_k|^2/2`` (MSE) or ``logsumexp(z) - q_k . z`` (CE, ``q_k = (1 -
+    delta) e_k + delta/K``: label smoothing ``delta``, ``q_k = e_k`` without). It equals the full
     objective at ``h_i = hbar_{y_i}``. Built from a (validated) classification problem:
     ``ClassMeanUFM(problem)``; the lambdas stay traced leaves.
     """
@@ -364,7 +399,7 @@ class ClassMeanUFM(Problem):
         if self.loss == "mse":
             per = 0.5 * jnp.sum((Z - jnp.eye(self.num_classes, dtype=Z.dtype)) ** 2, axis=1)
         else:
-            per = jax.nn.logsumexp(Z, axis=1) - jnp.diagonal(Z)
+            per = jax.nn.logsumexp(Z, axis=1) - _smoothed(self, jnp.diagonal(Z), Z)
         return jnp.sum(weights * per)
 
     def certificate(self, params: Params) -> tuple[jax.Array, jax.Array]:
@@ -408,6 +443,13 @@ class ClassMeanUFM(Problem):
     def trajectory_metrics(self, params: Params) -> dict[str, jax.Array]:
         """The full problem's metrics at the expanded variables (``nc1 = 0`` by construction)."""
         return self.full().trajectory_metrics(self.full().reduction().expand(params))
+
+
+def _smoothed(problem, picked: jax.Array, Z: jax.Array) -> jax.Array:
+    """``q_i . z_i = (1 - delta) z_{i, y_i} + delta mean_j z_ij`` for each row of ``Z (N, K)``
+    (``picked``: ``z_{i, y_i}``, shape ``(N,)``), without forming ``q``."""
+    delta = problem.label_smoothing
+    return (1 - delta) * picked + delta * jnp.mean(Z, axis=1)
 
 
 def exact_class_means(num_classes: int, W, optimum):
