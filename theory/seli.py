@@ -1,4 +1,5 @@
-r"""The SELI geometry: the bias-free cross-entropy UFM as ``lambda -> 0``, any class sizes.
+r"""The SELI geometry: the bias-free cross-entropy UFM as ``lambda -> 0``, any class sizes
+(docs/theory.md section 12).
 
 Thrampoulidis, Kini, Vakilian, Behnia, "Imbalance Trouble: Revisiting Neural-Collapse
 Geometry", NeurIPS 2022 (arXiv 2208.05512), Sec. 3: the simplex-encoded label (SEL) matrix, the
