@@ -1,6 +1,7 @@
 """The reference owner with unequal classes: theory.compare, theory.classification.optimum_of
 and the sweep's closed-form columns hold MSE solutions with any class sizes against
-theory.imbalanced_mse; cross-entropy with unequal classes stays out of scope, as a value."""
+theory.imbalanced_mse, and cross-entropy with unequal classes against the certified convex
+computation of theory.ce_convex."""
 
 import numpy as np
 import pytest
@@ -37,12 +38,12 @@ def test_optimum_of_any_class_sizes(bias, expected):
     assert float(tc.optimum_of(_problem(bias)).loss) == pytest.approx(expected, abs=1e-12)
 
 
-def test_cross_entropy_with_unequal_classes_is_out_of_scope():
+def test_cross_entropy_with_unequal_classes_is_certified():
     p = _problem("free", loss="ce")
     ref = theory.reference(p)
-    assert not ref.available and "cross-entropy" in ref.reason
-    with pytest.raises(ValueError, match="balanced classes"):
-        tc.optimum_of(p)
+    assert ref.available and ref.convex
+    opt = tc.optimum_of(p)
+    assert opt.how.startswith("certified convex computation") and opt.gap <= 1e-11
 
 
 def test_sweep_columns_and_death_thresholds():

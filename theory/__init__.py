@@ -9,6 +9,9 @@
   al., PNAS 2021); :mod:`theory.symbolic_imbalanced` derives them in sympy;
   :mod:`theory.label_smoothing` - the balanced cross-entropy optimum with label smoothing
   (Guo et al., TMLR 2025), derived in sympy by :mod:`theory.symbolic_smoothing`;
+  :mod:`theory.ce_convex` - the cross-entropy UFM with any class sizes, bias and smoothing,
+  solved as a convex problem in class-mean logit space and certified by a duality gap, and
+  the minority-collapse threshold of cross-entropy (Fang et al., PNAS 2021);
   :mod:`theory.seli` - the SELI geometry of cross-entropy as ``lambda -> 0`` for any class
   sizes (Thrampoulidis et al., NeurIPS 2022).
 * :mod:`theory.deep` - the deep / extended UFM (Tirer & Bruna 2022; Súkeník et al. 2023): the
@@ -35,6 +38,7 @@ from . import regression as regression
 from . import imbalanced_mse as imbalanced_mse
 from . import classification as classification
 from . import label_smoothing as label_smoothing
+from . import ce_convex as ce_convex
 from . import seli as seli
 from . import deep as deep
 from . import _regression_reference as _regression_reference
@@ -58,6 +62,7 @@ __all__ = [
     "Reference",
     "RegressionReference",
     "classification",
+    "ce_convex",
     "compare",
     "deep",
     "imbalanced_mse",

@@ -1,13 +1,17 @@
 """The reference of a :class:`ufm.ClassificationUFM`: :func:`theory.classification.optimum`
-(balanced classes) or :func:`theory.imbalanced_mse.optimum` (MSE, any class sizes) against a
-solution (``theory.compare``), a sweep row's closed-form columns (full and ``n x n`` paths) and
-the phase-diagram thresholds (``kappa = 1`` for balanced classes; without a bias, the level
-``lambda_H lambda_W = n_k / N^2`` at which the classes of size ``n_k`` die)."""
+(balanced classes, with label smoothing), :func:`theory.imbalanced_mse.optimum` (MSE, any class
+sizes) or :func:`theory.ce_convex.optimum` (cross-entropy, any class sizes: a certified convex
+computation on the host) against a solution (``theory.compare``), a sweep row's closed-form
+columns (full and ``n x n`` paths) and the phase-diagram thresholds (``kappa = 1`` for balanced
+classes; without a bias, the level ``lambda_H lambda_W = n_k / N^2`` at which the classes of
+size ``n_k`` die (MSE); for cross-entropy, the level ``(1 - delta)^2 n_k / N^2`` from which the
+rows of two or more classes of size ``n_k`` coincide)."""
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import types
 from typing import ClassVar
 
 import jax
@@ -21,7 +25,7 @@ from ufm._validate import is_concrete
 from ufm.problems import ClassificationUFM
 from ufm.problems.classification import exact_class_means
 
-from . import imbalanced_mse
+from . import ce_convex, imbalanced_mse
 from ._reference import (
     Plan,
     Reference,
@@ -46,13 +50,18 @@ class ClassificationReference(Reference):
 
     ``per_class``: the class size of balanced classes (0 otherwise); ``free``: the bias is free
     (for CE, compare the centred logits and bias); ``class_sizes``: ``(n_1, ..., n_K)``, used
-    for MSE with unequal classes (:func:`theory.imbalanced_mse.optimum`). With unequal classes
-    the comparison's metrics are NC1 alone (class collapse holds at every optimum; the frame
-    and self-duality metrics describe balanced optima)."""
+    with unequal classes (:func:`theory.imbalanced_mse.optimum` for MSE; for cross-entropy,
+    ``convex``, :func:`theory.ce_convex.optimum` on the host, certified by its duality gap,
+    unavailable where ``feature_dim`` is below the optimum's rank). With unequal classes the
+    comparison's metrics are NC1 alone (class collapse holds at every optimum; the frame and
+    self-duality metrics describe balanced optima)."""
 
     per_class: int = 0
     free: bool = False
     class_sizes: tuple[int, ...] = ()
+    #: cross-entropy with unequal classes: the optimum is computed on the host
+    #: (:func:`theory.ce_convex.optimum`), passed to the compiled comparison as an argument.
+    convex: bool = False
     nan_rows: ClassVar[str] = (
         "closed-form columns are NaN (rank_theory -1) in rows where lambda_H or lambda_W is 0: "
         "the minimisers are not unique there"
@@ -67,8 +76,9 @@ class ClassificationReference(Reference):
         "rank",
     )
     scope: ClassVar[str] = (
-        "MSE (no, free or regularised bias) with any class sizes, or cross-entropy with "
-        "balanced classes; lambdas > 0"
+        "MSE and cross-entropy (any label smoothing), no, free or regularised bias, any class "
+        "sizes; lambdas > 0; cross-entropy with unequal classes needs feature_dim >= the "
+        "optimum's rank (K - 1 always suffices)"
     )
 
     def plan(self, problem, params) -> Plan | None:
@@ -76,8 +86,11 @@ class ClassificationReference(Reference):
             return None
         ref = reference_precision(problem)
         params = Params(*cast_params(tuple(params), ref.dtype))
-        static = (self.per_class, self.free, self.class_sizes)
         finish = functools.partial(_finish, problem=ref, balanced=bool(self.per_class))
+        if self.convex:
+            opt = _host_optimum(problem, ref.dtype)
+            return Plan(compare_given, (ref, params, opt), (self.free,), finish)
+        static = (self.per_class, self.free, self.class_sizes)
         return Plan(compare_numbers, (ref, params), static, finish)
 
     def columns(self, problem, params, loss) -> dict:
@@ -86,7 +99,48 @@ class ClassificationReference(Reference):
         if not self.available:
             return no_columns(problem.dtype, weight_rank(WWT), self.column_names)
         mu, _, _ = metrics.class_means(H, problem.labels, problem.num_classes)
+        if self.convex:
+            # The optimum is computed on the host (host_columns), one certified solve a row.
+            out = no_columns(problem.dtype, weight_rank(WWT), self.column_names)
+            return {**out, "WWT": WWT, "class_mean_gram": mu @ mu.T}
         return self._columns(problem, loss, WWT, mu @ mu.T)
+
+    def host_columns(self, problem, swept: dict, rows: dict) -> None:
+        """Cross-entropy with unequal classes: the closed-form columns of each row from
+        :func:`theory.ce_convex.optimum` at the row's lambdas and smoothing (NaN where a
+        lambda is 0, or where ``feature_dim`` is below the optimum's rank)."""
+        if not self.convex:
+            return
+        WWTs, grams = rows.pop("WWT", None), rows.pop("class_mean_gram", None)
+        if not self.available or WWTs is None:
+            return
+        n = len(WWTs)
+
+        def field(name):
+            default = float(getattr(problem, name, 0.0))
+            return np.asarray(swept.get(name, np.full(n, default)), np.float64)
+
+        lH, lW, lb, ls = (field(f) for f in ("lambda_H", "lambda_W", "lambda_b", "label_smoothing"))
+        for i in range(n):
+            if not (lH[i] > 0 and lW[i] > 0):
+                continue
+            bias = problem.bias_mode if problem.bias_mode != "reg" else lb[i]
+            o = _ce_optimum(self.class_sizes, lH[i], lW[i], bias, ls[i])
+            if o.rank > problem.feature_dim:
+                continue
+            r = np.sqrt(np.mean(self.class_sizes) * lH[i] / lW[i])
+            scale = r * max(1.0, np.linalg.norm(o.WWT) / r)
+            WWT, G = np.asarray(WWTs[i], np.float64), np.asarray(grams[i], np.float64)
+            ref_W, ref_G = np.linalg.norm(o.WWT), np.linalg.norm(o.class_mean_gram)
+            rows["loss_theory"][i] = o.loss
+            rows["loss_gap"][i] = (rows["loss"][i] - o.loss) / abs(o.loss)
+            rows["err_gram_W"][i] = np.linalg.norm(WWT - o.WWT) / (ref_W if ref_W > 1e-3 * r else r)
+            rows["err_class_mean_gram"][i] = np.linalg.norm(G - o.class_mean_gram) / (
+                ref_G if ref_G > 1e-3 / r else 1 / r
+            )
+            cut = np.sqrt(np.finfo(np.float64).eps) * scale
+            rows["rank_theory"][i] = int(np.sum(np.linalg.eigvalsh(o.WWT) > cut))
+            rows["rank"][i] = int(np.sum(np.linalg.eigvalsh((WWT + WWT.T) / 2) > cut))
 
     def exact_columns(self, problem, loss, W, optimum) -> dict:
         if not self.available:
@@ -128,6 +182,20 @@ class ClassificationReference(Reference):
         if not self.available:
             return []
         both = {"lambda_H": 1, "lambda_W": 1}
+        if self.convex:
+            if "label_smoothing" in swept:
+                return []
+            N, delta = sum(self.class_sizes), float(getattr(problem, "label_smoothing", 0.0))
+            sizes, counts = np.unique(self.class_sizes, return_counts=True)
+            return [
+                {
+                    "label": f"rows of the classes of {n} coincide",
+                    "powers": both,
+                    "value": (1 - delta) ** 2 * n / N**2,
+                }
+                for n, m in sorted(zip(sizes.tolist(), counts.tolist(), strict=True), reverse=True)
+                if m >= 2
+            ]
         if not self.per_class:
             if problem.bias_mode != "none":
                 return []
@@ -171,15 +239,46 @@ def _(problem: ClassificationUFM) -> ClassificationReference:
     )
     sizes = tuple(int(c) for c in counts)
     per_class = sizes[0] if len(set(sizes)) == 1 else 0
-    if not per_class and problem.loss != "mse":
-        why = f"the cross-entropy closed forms need balanced classes; class sizes are {list(sizes)}"
-        return ClassificationReference(False, why, 0, free, sizes)
+    convex = not per_class and problem.loss == "ce"
     for name in ("lambda_H", "lambda_W"):
         v = getattr(problem, name)
         if is_concrete(v) and float(v) <= 0:
             why = f"{name} must be > 0 for a closed-form optimum, got {float(v)}"
-            return ClassificationReference(False, why, per_class, free, sizes)
-    return ClassificationReference(per_class=per_class, free=free, class_sizes=sizes)
+            return ClassificationReference(False, why, per_class, free, sizes, convex)
+    K, d = problem.num_classes, problem.feature_dim
+    if convex and d < K - 1:
+        opt = _host_optimum(problem, np.float64)
+        if int(opt["rank"]) > d:
+            why = (
+                f"feature_dim = {d} is below the rank {int(opt['rank'])} of the cross-entropy "
+                "optimum: the certified convex value is only a lower bound on the width-"
+                f"{d} problem's minimum"
+            )
+            return ClassificationReference(False, why, per_class, free, sizes, convex)
+    return ClassificationReference(per_class=per_class, free=free, class_sizes=sizes, convex=convex)
+
+
+@functools.lru_cache(maxsize=64)
+def _ce_optimum(class_sizes, lambda_H, lambda_W, bias, label_smoothing) -> ce_convex.CEOptimum:
+    """:func:`theory.ce_convex.optimum` (cached: a reference, its plan and ``ufm check`` ask
+    for the same one)."""
+    return ce_convex.optimum(class_sizes, lambda_H, lambda_W, None, bias, label_smoothing)
+
+
+def _host_optimum(problem: ClassificationUFM, dtype) -> dict:
+    """The certified cross-entropy optimum of a concrete problem, as arrays in ``dtype``."""
+    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+    bias = problem.bias_mode if problem.bias_mode != "reg" else float(problem.lambda_b)
+    o = _ce_optimum(
+        tuple(int(c) for c in counts),
+        float(problem.lambda_H),
+        float(problem.lambda_W),
+        bias,
+        float(getattr(problem, "label_smoothing", 0.0)),
+    )
+    fields = ("WWT", "class_mean_gram", "logits", "bias", "loss", "zero", "rank")
+    kinds = {"rank": jnp.int32, "zero": jnp.bool_}
+    return {k: jnp.asarray(getattr(o, k), kinds.get(k, dtype)) for k in fields}
 
 
 def _optimum(problem: ClassificationUFM, per_class: int, class_sizes: tuple[int, ...]):
@@ -187,8 +286,8 @@ def _optimum(problem: ClassificationUFM, per_class: int, class_sizes: tuple[int,
     bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
     lH, lW = problem.lambda_H, problem.lambda_W
     if per_class:
-        K = problem.num_classes
-        return balanced_optimum(K, per_class, lH, lW, problem.loss, bias, problem.dtype)
+        K, delta = problem.num_classes, getattr(problem, "label_smoothing", 0.0)
+        return balanced_optimum(K, per_class, lH, lW, problem.loss, bias, problem.dtype, delta)
     d = problem.feature_dim
     return imbalanced_mse.optimum(class_sizes, lH, lW, d, bias, problem.dtype)
 
@@ -203,9 +302,20 @@ def compare_numbers(
     class_sizes: tuple[int, ...] = (),
 ):
     """Every number of a classification comparison as one compiled program."""
+    return _numbers(problem, params, _optimum(problem, per_class, class_sizes), free)
+
+
+@functools.partial(jax.jit, static_argnums=(3,))
+@full_precision
+def compare_given(problem: ClassificationUFM, params: Params, opt: dict, free: bool):
+    """:func:`compare_numbers` against an optimum computed on the host (``opt``: the arrays
+    of :func:`theory.ce_convex.optimum`)."""
+    return _numbers(problem, params, types.SimpleNamespace(**opt), free)
+
+
+def _numbers(problem: ClassificationUFM, params: Params, opt, free: bool):
     H, W, b = params
     K, y = problem.num_classes, problem.labels
-    opt = _optimum(problem, per_class, class_sizes)
     # The solution's loss re-evaluated in the reference precision: a float32 objective can be
     # dominated by rounding (small lambdas, large targets) while the variables are accurate.
     loss_sol = problem.objective(params)

@@ -39,6 +39,13 @@ them from the master lemma. For a paper that divides the feature penalty by ``N`
 ``ufm.convert_lambdas(..., to="classification")`` (``lambda_H = lambda_H' / N``): its threshold
 then reads ``K sqrt(n lambda_W lambda_H' / N) < 1``.
 
+Any class sizes, any loss, any smoothing: :func:`optimum_of` (a :class:`KnownOptimum` whose
+``how`` says how the answer is known): the closed forms above for balanced classes,
+:mod:`theory.imbalanced_mse` (docs/theory.md section 9) for MSE with unequal classes, and the
+certified convex computation of :mod:`theory.ce_convex` (docs/theory.md section 11) for
+cross-entropy with unequal classes. :func:`seli` (:mod:`theory.seli`): the ``lambda -> 0``
+directions of the bias-free cross-entropy optimum (Thrampoulidis et al., NeurIPS 2022).
+
 Zero regularisation: MSE with ``d >= K`` has interpolating minimisers with free within-class
 spread in the null space of ``W`` (no collapse); cross-entropy has no minimiser (the loss tends to
 0 as the norms diverge). :func:`zero_regularisation_check` shows both numerically.
@@ -62,6 +69,7 @@ from ufm._validate import (
     bias_option,
     check_int,
     check_key,
+    check_label_smoothing,
     float_array,
     float_dtype,
     is_concrete,
@@ -69,8 +77,9 @@ from ufm._validate import (
 )
 from ufm.problems import ClassificationUFM
 
-from .imbalanced_mse import ImbalancedOptimum
+from . import ce_convex
 from .imbalanced_mse import optimum_of as imbalanced_optimum_of
+from .seli import seli as seli
 
 
 class ClassificationOptimum(NamedTuple):
@@ -154,16 +163,22 @@ def optimum(
     loss: str = "mse",
     bias="none",
     dtype=None,
+    label_smoothing=0.0,
 ) -> ClassificationOptimum:
     """The closed-form optimum for ``K = num_classes`` balanced classes of ``n = per_class``
     samples (see the module docstring for every regime). ``lambda_H, lambda_W > 0``; ``bias``
     as in :class:`ufm.ClassificationUFM` (``"none"``, ``"free"`` or a number ``lambda_b``, never
-    a bool); ``dtype`` float32 or float64."""
+    a bool); ``dtype`` float32 or float64; ``label_smoothing`` ``delta`` in ``[0, 1)``
+    (cross-entropy only, may be traced): plain cross-entropy's optimum with ``s`` replaced by
+    ``s + delta/K`` (docs/theory.md section 10, :mod:`theory.label_smoothing`)."""
     K = check_int(num_classes, "num_classes", minimum=2)
     n = check_int(per_class, "per_class", minimum=1)
     if not isinstance(loss, str) or loss not in ("mse", "ce"):
         raise ValueError(f"loss must be 'mse' or 'ce', got {loss!r}")
     dt = float_dtype(dtype)
+    delta = check_label_smoothing(label_smoothing, dt)
+    if loss == "mse" and is_concrete(delta) and float(delta) != 0:
+        raise ValueError(f"label_smoothing = {float(delta)} needs loss='ce'")
     lH = _positive(lambda_H, "lambda_H", dt)
     lW = _positive(lambda_W, "lambda_W", dt)
     # One shared reading of the option with ufm.ClassificationUFM: a bool is refused, not
@@ -176,12 +191,12 @@ def optimum(
     r = jnp.sqrt(n * lH / lW)
     zero_b = jnp.zeros((K,), dt)
     if loss == "ce":
-        s = kappa / K
+        s = kappa / K + delta / K
         t = ce_scale(K, s)
         WWT = t * r * K / (K - 1) * C
         logits = t * K / (K - 1) * C
         return ClassificationOptimum(
-            WWT, WWT / r**2, logits, zero_b, ce_objective(t, K, s), t, kappa, kappa >= 1, r
+            WWT, WWT / r**2, logits, zero_b, ce_objective(t, K, s), t, kappa, kappa + delta >= 1, r
         )
     s = jnp.maximum(1 - kappa, 0.0)
     if mode == "none":
@@ -222,24 +237,84 @@ def balanced_sizes(problem: ClassificationUFM) -> int:
     return int(counts[0])
 
 
-def optimum_of(problem: ClassificationUFM) -> ClassificationOptimum | ImbalancedOptimum:
-    """The exact optimum of a :class:`ufm.ClassificationUFM`: :func:`optimum` for balanced
-    classes, :func:`theory.imbalanced_mse.optimum` for MSE with unequal classes (its fields
-    include the balanced ones: ``WWT``, ``class_mean_gram``, ``logits``, ``bias``, ``loss``,
-    ``rank``, ``zero``). Cross-entropy with unequal classes raises a ``ValueError``."""
+class KnownOptimum(NamedTuple):
+    """The global optimum of any :class:`ufm.ClassificationUFM` and how it is known
+    (:func:`optimum_of`; ``K x K`` Grams).
+
+    Attributes:
+        WWT, class_mean_gram, logits, bias, loss, zero: as in :class:`ClassificationOptimum`
+        (for cross-entropy with a free bias, ``bias`` is the centred one: any shift ``b + c 1``
+        is optimal too). rank: rank of the class-mean logits ``H W^T`` (of ``W W^T``).
+        how: ``"closed form (...)"`` or ``"certified convex computation, duality gap ..."``.
+        gap: a bound on ``loss - L*`` (0 for a closed form). exact: whether ``feature_dim`` is
+        at least the optimum's rank (otherwise ``loss`` is the wide problem's optimum, a lower
+        bound on the width-``d`` one, and the Grams are not reachable).
+        detail: the underlying result (:class:`ClassificationOptimum`,
+        :class:`theory.imbalanced_mse.ImbalancedOptimum` or
+        :class:`theory.ce_convex.CEOptimum`) with its own fields.
+    """
+
+    WWT: jax.Array
+    class_mean_gram: jax.Array
+    logits: jax.Array
+    bias: jax.Array
+    loss: jax.Array
+    rank: int
+    zero: bool
+    how: str
+    gap: float
+    exact: bool
+    detail: tuple
+
+
+def _closed_rank(WWT) -> int:
+    ev = np.linalg.eigvalsh(np.asarray(WWT, np.float64))
+    return int(np.sum(ev > 1e-9 * max(float(ev[-1]), 0.0)))
+
+
+def optimum_of(problem: ClassificationUFM) -> KnownOptimum:
+    """The global optimum of any :class:`ufm.ClassificationUFM` (concrete, unbatched):
+
+    * balanced classes: :func:`optimum` (closed forms; with label smoothing, docs/theory.md
+      section 10);
+    * MSE with unequal classes: :func:`theory.imbalanced_mse.optimum` (exact soft-thresholding,
+      docs/theory.md section 9);
+    * cross-entropy with unequal classes (any smoothing): :func:`theory.ce_convex.optimum`, a
+      convex computation certified by its duality gap (docs/theory.md section 11).
+
+    ``how`` says which, ``exact`` whether ``feature_dim`` reaches the optimum's rank."""
     _check_problem(problem)
     counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
-    if problem.loss == "mse" and not np.all(counts == counts[0]):
-        return imbalanced_optimum_of(problem)
+    if np.any(counts == 0):
+        raise ValueError(f"every class needs a sample; class sizes are {counts.tolist()}")
+    d = problem.feature_dim
+    if not np.all(counts == counts[0]):
+        if problem.loss == "ce":
+            o = ce_convex.optimum_of(problem)
+            known = (o.WWT, o.class_mean_gram, o.logits, o.bias, o.loss, o.rank, o.zero)
+            return KnownOptimum(*known, o.how, o.gap, o.exact, o)
+        o = imbalanced_optimum_of(problem)
+        r = int(o.rank)
+        how = "closed form (soft-thresholding, docs/theory.md section 9)"
+        return KnownOptimum(
+            o.WWT, o.class_mean_gram, o.logits, o.bias, o.loss, r, bool(o.zero), how, 0.0, True, o
+        )
     bias = problem.bias_mode if problem.bias_mode != "reg" else problem.lambda_b
-    return optimum(
+    o = optimum(
         problem.num_classes,
-        balanced_sizes(problem),
+        int(counts[0]),
         problem.lambda_H,
         problem.lambda_W,
         problem.loss,
         bias,
         problem.dtype,
+        getattr(problem, "label_smoothing", 0.0),
+    )
+    r = _closed_rank(o.WWT)
+    section = "section 2" if problem.loss == "mse" else "sections 3 and 10"
+    how = f"closed form (balanced classes, docs/theory.md {section})"
+    return KnownOptimum(
+        o.WWT, o.class_mean_gram, o.logits, o.bias, o.loss, r, bool(o.zero), how, 0.0, d >= r, o
     )
 
 

@@ -55,22 +55,18 @@ import numpy as np
 
 from ufm._linalg import full_precision
 from ufm._validate import (
-    bias_option,
     check_int,
     check_label_smoothing,
-    float_dtype,
     is_concrete,
 )
 from ufm.problems.classification import ClassificationUFM
 
 from .classification import (
     ClassificationOptimum,
-    _positive,
     balanced_sizes,
-    ce_objective,
-    ce_scale,
     ce_scale_root,
 )
+from .classification import optimum as classification_optimum
 
 __all__ = ["limit_loss", "limit_margin", "optimum", "optimum_of", "scale_root"]
 
@@ -114,27 +110,10 @@ def optimum(
             f"feature_dim = {d} < K - 1 = {K - 1}: the smoothed cross-entropy optimum is a "
             "simplex ETF of rank K - 1, which needs feature_dim >= K - 1"
         )
-    dt = float_dtype(dtype)
-    lH = _positive(lambda_H, "lambda_H", dt)
-    lW = _positive(lambda_W, "lambda_W", dt)
-    bias_option(bias, dt)
-    delta = _delta(label_smoothing, dt)
-    s = jnp.sqrt(n * lW * lH)
-    s_delta = s + delta / K
-    t = ce_scale(K, s_delta)
-    r = jnp.sqrt(n * lH / lW)
-    C = jnp.eye(K, dtype=dt) - jnp.full((K, K), 1.0 / K, dt)
-    WWT = t * r * K / (K - 1) * C
-    return ClassificationOptimum(
-        WWT,
-        WWT / r**2,
-        t * K / (K - 1) * C,
-        jnp.zeros((K,), dt),
-        ce_objective(t, K, s_delta),
-        t,
-        K * s,
-        K * s + delta >= 1,
-        r,
+    # One owner of the formula: theory.classification.optimum with label_smoothing (it checks
+    # the lambdas, the bias option and delta the same way).
+    return classification_optimum(
+        K, n, lambda_H, lambda_W, "ce", bias, dtype, label_smoothing=label_smoothing
     )
 
 
