@@ -166,7 +166,7 @@ class Comparison:
         for k, v in self.metrics.items():
             rows.append((k, f"{v:.3e}", mark(tol is None or v <= tol)))
         if self.available:
-            rows.append(("loss (closed form)", f"{self.loss_theory:.12g}", ""))
+            rows.append(("loss (theory)", f"{self.loss_theory:.12g}", ""))
         rows.append(("loss (solver)", f"{self.loss_solution:.12g}", ""))
         if self.available:
             rows.append(
