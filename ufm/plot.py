@@ -8,6 +8,16 @@ away where ``c = lambda_H lambda_W`` passes its eigenvalue), ``kappa = K sqrt(n 
 lambda_H) = 1`` for balanced classification, ``kappa_i = kappa_crit`` for deep UFMs. It uses
 ``matplotlib.figure.Figure`` directly (no pyplot), so it runs headless.
 
+:func:`minority_collapse_diagram` draws, over the plane of the imbalance ratio ``R = n_A /
+n_B`` of a two-level step imbalance against ``lambda = sqrt(lambda_H lambda_W)`` (the optimum
+depends on the lambdas through their product), how far the minority classifiers are from
+coinciding (``1 - minority_cos``), with the predicted boundaries: for MSE with a free bias the
+exact window ``n_B / N^2 <= lambda_H lambda_W < K n_A n_B / N^3``
+(:func:`theory.imbalanced_mse.minority_collapse_window`, docs/theory.md section 9), without a
+bias the level ``n_B / N^2`` at which the minority dies; for cross-entropy the level
+``sqrt(lambda_H lambda_W) = (1 - delta) sqrt(n_B) / N`` from which the minority rows coincide
+(:func:`theory.ce_convex.coincidence_level`, ``delta`` the label smoothing).
+
 Rounding level. A value no computation in the table's dtype can tell from 0 is drawn in one
 grey ("below rounding", the colour bar's lower extension), never on the colour scale, where
 rounding noise would read as structure. With ``eps`` the machine epsilon of the table's dtype
@@ -29,6 +39,8 @@ a scale-free metric of a zero matrix is not defined there.
 from __future__ import annotations
 
 import numpy as np
+
+from ._sweep.imbalance import minority_collapse_curves
 
 # Metric panel: the first of these columns (or its layer-1 value) that holds a finite value.
 METRIC_ORDER = ("nrc1", "nc1", "nrc3", "nc2")
@@ -258,3 +270,104 @@ def _log_panel(ax, edges, table, col, rows, Z, rank, eps):
     if np.any(~np.isfinite(A) & (rows >= 0)):
         note += "; blank: no value"
     return mesh, note, bool(np.any(real))
+
+
+#: ``1 - minority_cos`` at or below this is drawn as collapsed (the rows' directions agree to
+#: about ``sqrt`` of float64 rounding, where a solution is determined).
+COLLAPSED = 1e-7
+
+
+def minority_collapse_diagram(table, path=None, *, fixed: dict | None = None, title=None):
+    """Minority collapse over (``sqrt(lambda_H lambda_W)``, imbalance ratio).
+
+    Args:
+        table: a :func:`ufm.sweep` table with the grid key ``imbalance_ratio`` and at least one
+            of ``lambda_H``, ``lambda_W`` (the other is the problem's, from
+            ``table.meta["imbalance"]``), and the column ``minority_cos``.
+        path: write the figure there; ``None``: only return it.
+        fixed: values of other grid keys that vary in the table (e.g. ``{"seed": 0}`` is not
+            needed: the seed with the lowest finite loss is shown).
+
+    One panel: ``log10(1 - minority_cos)`` per cell (``minority_cos``: the smallest cosine
+    between two minority classifier rows); cells at or below :data:`COLLAPSED` are drawn in
+    the colour bar's lower extension (collapsed), cells whose minority rows are zero in grey
+    (the minority died), cells not ``successful`` crossed. The predicted boundaries are drawn as
+    curves of ``lambda`` against ``R`` (module docstring).
+
+    Returns:
+        The ``matplotlib.figure.Figure``.
+    """
+    Figure, colors, colormaps = _lazy_matplotlib()
+    from matplotlib.ticker import NullFormatter
+
+    info = dict(table.meta.get("imbalance") or {})
+    for k in ("imbalance_ratio", "minority_cos"):
+        if k not in table:
+            raise ValueError(f"the table has no column {k!r}; sweep grid key 'imbalance_ratio'")
+    lam = np.ones(len(table))
+    for k in ("lambda_H", "lambda_W"):
+        lam = lam * (np.asarray(table[k], np.float64) if k in table else info.get(k, np.nan))
+    if not np.any(np.isfinite(lam)):
+        raise ValueError("the table holds neither lambda_H nor lambda_W values")
+    rows_table = _WithLambda(table, np.sqrt(lam))
+    xs, ys, rows = _best_rows(rows_table, "lambda", "imbalance_ratio", dict(fixed or {}))
+    spread = 1.0 - _field(table, "minority_cos", rows)
+    dead = (rows >= 0) & np.isnan(spread)
+    shown = np.where(spread > COLLAPSED, np.log10(np.maximum(spread, COLLAPSED)), -np.inf)
+    shown = np.where(np.isnan(spread), np.nan, shown)
+    finite = shown[np.isfinite(shown)]
+    vmin = float(np.log10(COLLAPSED))
+    vmax = max(float(finite.max()) if finite.size else vmin + 1, vmin + 1)
+    fig = Figure(figsize=(6.4, 5.0), layout="constrained")
+    ax = fig.subplots()
+    ex, ey = _edges(xs), _edges(ys)
+    cmap = colormaps["viridis"].with_extremes(under="black", bad=UNDER_COLOUR)
+    Z = np.where(np.isneginf(shown), vmin - 1, shown)
+    mesh = ax.pcolormesh(ex, ey, np.ma.masked_invalid(Z), cmap=cmap,
+                         norm=colors.Normalize(vmin=vmin, vmax=vmax))  # fmt: skip
+    cb = fig.colorbar(mesh, ax=ax, extend="min", extendfrac=0.08)
+    cb.set_label(f"log10(1 - minority_cos); black: <= {COLLAPSED:g}, collapsed", fontsize=8)
+    if np.any(dead):  # grey cells (the colour map's "bad" colour); a legend entry for them
+        ax.fill_between([], [], color=UNDER_COLOUR, label="grey: minority rows zero")
+    status = np.asarray(table["status"])
+    failed = (rows >= 0) & (status[np.maximum(rows, 0)] != "successful")
+    if np.any(failed):
+        fy, fx = np.nonzero(failed)
+        ax.plot(xs[fx], ys[fy], "x", color="red", ms=4, label="not successful")
+    for curve in minority_collapse_curves(info, ey):  # (also ufm.plot.minority_collapse_curves)
+        ax.plot(curve["lambda"], curve["ratio"], color="red", lw=1.5, ls=curve.get("ls", "--"),
+                label=curve["label"])  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(ex[0], ex[-1])
+    ax.set_ylim(ey[0], ey[-1])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_yticks(ys, [f"{v:g}" for v in ys])
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("lambda = sqrt(lambda_H lambda_W)")
+    ax.set_ylabel("imbalance ratio R = n_A / n_B")
+    handles, _ = ax.get_legend_handles_labels()
+    if handles:
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+                  frameon=False)  # fmt: skip
+    if title:
+        ax.set_title(title, fontsize=10)
+    if path is not None:
+        fig.savefig(path, dpi=110)
+    return fig
+
+
+class _WithLambda:
+    """A table view with the column ``lambda`` (``sqrt(lambda_H lambda_W)`` per row) as a grid
+    key, for :func:`_best_rows`."""
+
+    def __init__(self, table, lam: np.ndarray):
+        self._table, self._lam = table, lam
+        names = [n for n in table.names if n not in ("lambda_H", "lambda_W")]
+        self.names = ["lambda", *names]
+
+    def __getitem__(self, name):
+        return self._lam if name == "lambda" else self._table[name]
+
+    def __len__(self):
+        return len(self._table)

@@ -56,8 +56,7 @@ def register(sub) -> None:
     )
     c.add_argument("--n", type=int, default=DEFAULTS["n"], help="regression target dimension (3)")
     c.add_argument("--M", type=int, default=DEFAULTS["M"], help="regression samples (1000)")
-    c.add_argument("--classes", type=int, default=4, help="classification: K (default 4)")
-    c.add_argument("--per-class", type=int, default=25, dest="per_class", help="samples per class")
+    _problems.add_class_arguments(c)
     c.add_argument("--d", type=int, default=None, help="feature dimension (32; K + 4 for classes)")
     c.add_argument(
         "--lambda-H",
@@ -114,6 +113,9 @@ def check_arguments(args) -> None:
         raise ValueError("--no-bias applies to regression; use --bias none for classification")
     if args.problem != "regression" and args.targets is not None:
         raise ValueError("--targets applies to regression; classification uses --classes")
+    if args.class_sizes is not None and (args.all or args.problem not in ("mse", "ce")):
+        raise ValueError("--class-sizes applies to --problem mse|ce (not --all)")
+    _problems.resolve_classes(args)
     if not 0 <= args.seed < 2**32:
         raise ValueError(f"--seed must be an int in [0, 2**32), got {args.seed}")
     _positive(args, "tol", "--tol")
@@ -140,24 +142,25 @@ def check_arguments(args) -> None:
             "features H (M, d)",
         )
     if classification:
-        if args.classes < 2 or args.per_class < 1:
-            raise ValueError(
-                f"--classes must be >= 2 and --per-class >= 1, got {args.classes}, {args.per_class}"
-            )
-        K, N = args.classes, args.classes * args.per_class
+        K, N = args.classes, sum(args.sizes)
         d = K + 4 if args.d is None else args.d
+        given = (
+            f"--class-sizes {args.class_sizes}"
+            if args.class_sizes is not None
+            else f"--classes {K}, --per-class {args.per_class}"
+        )
         check_memory(
             [(N, d), (N, K)],
             args.dtype,
-            f"--classes {K}, --per-class {args.per_class}, --d {d} are too large: the features "
-            f"H (N, d) and the one-hot targets (N, K) for N = {N}",
+            f"{given}, --d {d} are too large: the features H (N, d) and the one-hot targets "
+            f"(N, K) for N = {N}",
         )
     if not args.all and args.problem not in ("regression", "deep"):
         bias_option(args.bias)
     if args.all or args.problem == "deep":
         widths = _problems.parse_widths(args.widths)
         _at_least(args, "restarts", "--restarts", 1)
-        N = args.classes * args.per_class
+        N = sum(args.sizes)
         check_memory(
             [(args.restarts * N, widths[0])],
             args.dtype,
@@ -179,7 +182,12 @@ def _classification(args, loss, bias):
     lH = 5e-3 if args.lambda_H is None else args.lambda_H
     lW = 5e-3 if args.lambda_W is None else args.lambda_W
     problem, desc = _problems.classification(args, loss, bias, lH, lW)
-    return Run(problem, desc, None, None, "--problem mse|ce")
+    options = "--problem mse|ce"
+    if args.class_sizes is not None:
+        options += " with --class-sizes"
+    if args.label_smoothing:
+        options += " with --label-smoothing"
+    return Run(problem, desc, None, None, options)
 
 
 def _deep_run(args):

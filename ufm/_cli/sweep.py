@@ -71,8 +71,7 @@ def register(sub) -> None:
     c.add_argument("--problem", choices=("regression", "mse", "ce", "deep"), default="regression")
     c.add_argument("--n", type=int, default=3, help="regression target dimension (3)")
     c.add_argument("--M", type=int, default=1000, help="regression samples (1000)")
-    c.add_argument("--classes", type=int, default=4, help="classification: K (default 4)")
-    c.add_argument("--per-class", type=int, default=25, dest="per_class")
+    _problems.add_class_arguments(c, smoothing_values=True)
     c.add_argument("--d", type=int, default=None, help="feature dimension (32; K + 4 for classes)")
     c.add_argument(
         "--widths", default=None, help="deep (no bias): widths d_1,...,d_L (default d,d)"
@@ -92,6 +91,14 @@ def register(sub) -> None:
             help="LO:HI:NUM (NUM log-spaced values, inclusive) or a comma list",
         )
     c.add_argument("--lambda-b", dest="lambda_b", default=None, help="classification, reg. bias")
+    c.add_argument(
+        "--imbalance-ratio",
+        dest="imbalance_ratio",
+        default=None,
+        help="classification with --class-sizes of two sizes (K_A classes of n_A, K_B of a "
+        "smaller n_B): sweep R = n_A / n_B (n_B = n_A / R, a whole number); a comma list or "
+        "LO:HI:NUM",
+    )
     c.add_argument("--seeds", type=int, default=1, help="init seeds 0..S-1 per point (1)")
     c.add_argument("--seed", type=int, default=0, help="data seed (0)")
     c.add_argument("--restarts", type=int, default=None, help="best of R random inits")
@@ -100,7 +107,12 @@ def register(sub) -> None:
     c.add_argument("--dtype", choices=("float64", "float32"), default="float64")
     c.add_argument("--chunk-size", type=int, default=None, dest="chunk_size")
     c.add_argument("--out", required=True, help="results CSV (appended to; resumable)")
-    c.add_argument("--plot", default=None, help="write the phase diagram to this PNG")
+    c.add_argument(
+        "--plot",
+        default=None,
+        help="write the phase diagram to this PNG (with --imbalance-ratio: minority collapse, "
+        "the ratio against sqrt(lambda_H lambda_W))",
+    )
     c.add_argument("--quiet", action="store_true", help="no progress on stderr")
     c.add_argument(
         "--no-reduction",
@@ -121,6 +133,8 @@ def register(sub) -> None:
 def build_problem(args, lam: float):
     """The problem of the arguments, every lambda set to ``lam`` (the grid replaces them)."""
     kind = args.problem
+    _check_class_options(args)
+    _problems.resolve_classes(args)
     if kind != "regression" and args.no_bias:
         raise ValueError("--no-bias applies to regression (deep UFMs here have no bias)")
     if kind in ("mse", "ce") and args.targets is not None:
@@ -141,23 +155,41 @@ def build_problem(args, lam: float):
 _MODES = ("none", "free")
 
 
+def _check_class_options(args) -> None:
+    if args.problem not in ("mse", "ce") and (
+        args.class_sizes is not None or args.imbalance_ratio is not None
+    ):
+        raise ValueError("--class-sizes and --imbalance-ratio apply to --problem mse|ce")
+
+
 def run(args) -> int:
     import jax
 
+    _check_class_options(args)
     grid = {}
     for name, flag in (("lambda_H", "--lambda-H"), ("lambda_W", "--lambda-W")):
         if getattr(args, name) is not None:
             grid[name] = parse_values(getattr(args, name), flag)
     if args.lambda_b is not None:
         grid["lambda_b"] = parse_values(args.lambda_b, "--lambda-b")
-    if not grid:
-        raise ValueError("give at least one of --lambda-H, --lambda-W (LO:HI:NUM or a list)")
+    if args.label_smoothing is not None:
+        grid["label_smoothing"] = _smoothing(args.label_smoothing)
+    if args.imbalance_ratio is not None:
+        grid["imbalance_ratio"] = parse_values(args.imbalance_ratio, "--imbalance-ratio")
+        _check_ratios(grid["imbalance_ratio"], args.class_sizes)
+    if not grid.keys() - {"imbalance_ratio"}:
+        raise ValueError(
+            "give at least one of --lambda-H, --lambda-W, --label-smoothing (LO:HI:NUM or a list)"
+        )
     if args.plot is not None:
         try:
             import matplotlib  # noqa: F401
         except ImportError:
             raise ValueError("--plot needs matplotlib: pip install 'ufm[plot]'") from None
-        if "lambda_H" not in grid or "lambda_W" not in grid:
+        if "imbalance_ratio" in grid:
+            if "lambda_H" not in grid and "lambda_W" not in grid:
+                raise ValueError("--plot with --imbalance-ratio needs --lambda-H or --lambda-W")
+        elif "lambda_H" not in grid or "lambda_W" not in grid:
             raise ValueError("--plot needs both --lambda-H and --lambda-W")
     enable_compilation_cache(args.no_cache)
     if args.dtype == "float64":
@@ -182,9 +214,45 @@ def run(args) -> int:
     if args.plot is not None:
         from ufm import plot
 
-        plot.phase_diagram(table, args.plot)
+        if "imbalance_ratio" in grid:
+            plot.minority_collapse_diagram(table, args.plot)
+        else:
+            plot.phase_diagram(table, args.plot)
         print(f"phase diagram: {args.plot}")
     return 0
+
+
+def _smoothing(text: str) -> np.ndarray:
+    """``--label-smoothing``'s values: a comma list (or ``LO:HI:NUM``) in ``[0, 1)``."""
+    values = parse_values(text, "--label-smoothing")
+    bad = values[~(np.isfinite(values) & (values >= 0) & (values < 1))]
+    if bad.size:
+        raise ValueError(f"--label-smoothing values must be in [0, 1), got {bad.tolist()}")
+    return values
+
+
+def _check_ratios(values: np.ndarray, class_sizes) -> None:
+    """``--imbalance-ratio`` needs ``--class-sizes`` of two sizes, and ratios ``>= 1`` that give
+    a whole minority size (the sweep's own check, with the option's name)."""
+    if class_sizes is None:
+        raise ValueError(
+            "--imbalance-ratio needs --class-sizes with two sizes (K_A classes of n_A, K_B "
+            "classes of a smaller n_B), e.g. --class-sizes 100,100,10,10"
+        )
+    sizes = _problems.parse_class_sizes(class_sizes)
+    if len(set(sizes)) != 2:
+        raise ValueError(
+            f"--imbalance-ratio needs --class-sizes with exactly two distinct sizes (a "
+            f"two-level step), got {class_sizes!r}"
+        )
+    n_A = max(sizes)
+    for r in values:
+        n_B = n_A / r if r >= 1 else 0.0
+        if round(n_B) < 1 or abs(n_B - round(n_B)) > 1e-9 * max(n_B, 1):
+            raise ValueError(
+                f"--imbalance-ratio {r:g}: R must be >= 1 with n_B = n_A / R a whole number "
+                f"(n_A = {n_A}, the larger size of --class-sizes)"
+            )
 
 
 def _summary(table, out) -> None:

@@ -24,7 +24,7 @@ from .._solve import _DEFAULT_TOL
 from .._solvers import LBFGS, Exact, resolve_solver
 from .._validate import check_int
 from ..problems import Problem
-from . import chunks, rows
+from . import chunks, imbalance, rows
 from .files import ResultsFile, SweepTable, check_output_path, read_rows
 from .grid import Grid, check_grid, description, fingerprint
 from .points import Spec, run_chunk
@@ -52,6 +52,7 @@ def sweep(
     reduction: bool | None = None,
     devices=None,
     reduced: bool | None = None,
+    minority=None,
 ) -> SweepTable:
     """Solve ``problem`` at every point of a grid of its fields and tabulate the results.
 
@@ -60,7 +61,11 @@ def sweep(
             (``problem.replace``), the others are kept.
         grid: ``{field: 1-D values}`` for fields in ``problem.sweep_fields`` (regression:
             ``lambda_H``, ``lambda_W``; classification: also ``lambda_b`` with a regularised
-            bias; deep: ``lambda_H``, ``lambda_W``, a scalar set on every layer). The sweep
+            bias and ``label_smoothing``; deep: ``lambda_H``, ``lambda_W``, a scalar set on
+            every layer), and for classification ``imbalance_ratio``: ``R = n_A / n_B`` of a
+            two-level step imbalance (the problem's ``K_A`` classes of ``n_A`` kept, its
+            ``K_B`` minority classes set to ``n_B = n_A / R``, a whole number; one compilation
+            per ratio, the other keys traced: ``ufm/_sweep/imbalance.py``). The sweep
             covers the Cartesian product (and the seeds), in ``itertools.product`` order with
             the seed fastest. Values must be finite, >= 0 and distinct (> 0 for the exact
             solver).
@@ -99,6 +104,8 @@ def sweep(
             devices, of every process after ``jax.distributed.initialize``). Results do not
             depend on it.
         reduced: deprecated alias of ``path`` (``True``: ``"nxn"``, ``False``: ``"full"``).
+        minority: with ``imbalance_ratio`` swept on a balanced problem: the indices of its
+            minority classes (a two-level step's minority is the classes of its smaller size).
 
     Returns:
         A :class:`ufm.SweepTable`, one row per point in grid order, with columns: the grid
@@ -112,7 +119,11 @@ def sweep(
         metrics (``nrc1..3``, ``nc1..4``, or per layer ``nc1_layer1``, ...; on the ``n x n``
         path only those that need no features sample by sample:
         :meth:`~ufm.problems.Problem.exact_metrics`); ``steps``, ``grad_norm``;
-        ``restarts_successful`` (fraction) with ``restarts``. ``table.meta`` holds the
+        ``restarts_successful`` (fraction) with ``restarts``; for a two-level step imbalance
+        (``K_B >= 2``) ``minority_cos`` (the smallest cosine between two minority classifier
+        rows: 1 at minority collapse, NaN once a minority row is zero) and
+        ``minority_norm_ratio`` (mean minority row norm over the majority's), with
+        ``meta["imbalance"]`` (``K_A``, ``n_A``, ``K_B``, ``minority``). ``table.meta`` holds the
         closed form's ``thresholds`` (for :func:`ufm.plot.phase_diagram`) and
         ``nan_columns``: for every column that is NaN by design, why.
 
@@ -134,7 +145,7 @@ def sweep(
             path = {True: "nxn", False: "full"}.get(reduced, reduced)
     s = _setup(
         problem, grid, seeds, solver, chunk_size, out, progress, restarts, max_steps,
-        rtol, atol, path, reduction, devices,
+        rtol, atol, path, reduction, devices, minority,
     )  # fmt: skip
     lay = _layout(problem, s)
     done = _resume(s, lay)
@@ -163,14 +174,14 @@ class Setup(NamedTuple):
 
 def _setup(
     problem, grid, seeds, solver, chunk_size, out, progress, restarts, max_steps, rtol, atol,
-    path, reduction, devices,
+    path, reduction, devices, minority=None,
 ) -> Setup:  # fmt: skip
     """Every argument checked, before any work."""
     if not isinstance(problem, Problem):
         raise TypeError(f"problem must be a ufm problem, got {type(problem).__name__}")
     problem.check_unbatched()
-    g = check_grid(problem, grid, seeds)
-    rep = problem.replace(**{k: float(v.min()) for k, v in zip(g.names, g.values, strict=True)})
+    g = check_grid(problem, grid, seeds, minority)
+    rep = problem.replace(**{k: float(v.min()) for k, v in g.traced_values})
     solver = resolve_solver(solver, rep)
     solver.check(rep)
     if restarts is not None:
@@ -239,9 +250,13 @@ def _layout(problem, s: Setup) -> Layout:
     g = s.grid
     ref = theory.reference(_representative(problem, g))
     mets = rows.metric_spec(problem)
-    spec = Spec(g.names, s.path, ref, s.restarts, s.max_steps, mets, s.reduction is not None)
+    minority = None if g.step is None or g.step.K_B < 2 else g.step.minority
+    spec = Spec(
+        g.traced, s.path, ref, s.restarts, s.max_steps, mets, s.reduction is not None, minority
+    )
+    extra = list(imbalance.COLUMNS) if minority is not None else []
     schema = rows.schema(
-        g.names, ref.column_names, rows.metric_columns(mets), s.restarts is not None
+        g.names, ref.column_names, rows.metric_columns(mets) + extra, s.restarts is not None
     )
     settings = {
         "solver": repr(s.solver),
@@ -255,15 +270,21 @@ def _layout(problem, s: Setup) -> Layout:
     }
     if s.reduction is not None:  # (absent otherwise: files of earlier versions keep theirs)
         settings["reduction"] = type(s.reduction.problem).__name__
+    if g.structural:  # (absent otherwise, as above)
+        settings["minority"] = list(g.step.minority)
     desc = description(problem, g, settings, [n for n, _ in schema])
-    meta = rows.metadata(ref, problem, g.names, s.path, s.reduction)
+    meta = rows.metadata(ref, problem, g.traced, s.path, s.reduction)
+    if g.step is not None:
+        meta["imbalance"] = imbalance.meta(g.step, problem)
     return Layout(spec, schema, desc, fingerprint(desc), meta)
 
 
 def _representative(problem, g: Grid):
     """The problem at the grid's largest values (the reference's availability does not
     depend on the point, except where a lambda of 0 leaves rows NaN)."""
-    return problem.replace(**{k: float(v.max()) for k, v in zip(g.names, g.values, strict=True)})
+    top = {k: float(v.max()) for k, v in zip(g.names, g.values, strict=True)}
+    p = imbalance.at(problem, g.step, {k: top[k] for k in g.structural})
+    return p.replace(**{k: top[k] for k in g.traced})
 
 
 # -- 3. what the results file already holds ---------------------------------------------------
@@ -317,37 +338,53 @@ _moments_jit = jax.jit(_exact.moments)
 
 def _run(problem, s: Setup, lay: Layout, done: Done):
     g, spec = s.grid, lay.spec
+    groups = g.groups(done.pending)
+    n_groups = int(np.prod([len(g.values[g.names.index(k)]) for k in g.structural]))
     requested = s.chunk_size
     if requested is None:
-        solved = problem if s.reduction is None else s.reduction.problem
+        # Sized on the largest problem (the smallest imbalance ratio: the most samples).
+        low = {k: float(g.values[g.names.index(k)].min()) for k in g.structural}
+        big = imbalance.at(problem, g.step, low)
+        solved = big if s.reduction is None else big.reduction().problem
         requested = chunks.default_chunk(solved, s.path, s.restarts)
-    size = chunks.chunk_size(requested, g.size, s.devices)
+    # One chunk size for every group, from the grid (not what is left): a resumed run reuses
+    # the first run's executables.
+    size = chunks.chunk_size(requested, g.size // n_groups, s.devices)
     report = Progress(s.progress, g.size, g.size - len(done.pending))
     if done.writer is not None and done.writer.repaired:
         report.note(f"{s.out}: cut off a torn last line left by an interrupted run")
     new_rows, new_idx = [], []
+    cols_traced = [g.names.index(k) for k in g.traced]
     try:
-        if len(done.pending):
-            put = placer(s.devices)
-            base, solver = put(problem, sharded=False), put(s.solver, sharded=False)
-            tols = put(s.tols, sharded=False)
-            # The n x n path reads the data once per sweep: Sigma's eigen-decomposition and mean.
+        put = placer(s.devices)
+        solver, tols = put(s.solver, sharded=False), put(s.tols, sharded=False)
+        for structural, pending in groups:
+            if not len(pending):
+                continue
+            here = imbalance.at(problem, g.step, structural)
+            base = put(here, sharded=False)
+            spec_here = spec
+            if structural:  # the closed form's class sizes are static: one reference a group
+                top = {k: float(v.max()) for k, v in g.traced_values}
+                spec_here = spec._replace(reference=theory.reference(here.replace(**top)))
+            # The n x n path reads the data once per sweep (per group): Sigma's
+            # eigen-decomposition and mean.
             mom = None
             if s.path == "nxn":
-                mom = put(_moments_jit(problem.exact_data().targets), sharded=False)
-            for idx, padded in chunks.chunks(done.pending, size):
+                mom = put(_moments_jit(here.exact_data().targets), sharded=False)
+            for idx, padded in chunks.chunks(pending, size):
                 vals, sds = g.points(padded)
                 res = run_chunk(
                     base,
                     solver,
-                    put(vals.astype(problem.dtype), sharded=True),
+                    put(vals[:, cols_traced].astype(here.dtype), sharded=True),
                     put(sds.astype(np.int32), sharded=True),
                     tols,
-                    spec,
+                    spec_here,
                     mom,
                 )
                 cols = rows.host_columns(gather(res), len(idx), vals, sds, g.names, lay.schema)
-                cols = rows.finish_chunk(spec.reference, problem, g.names, cols, lay.schema)
+                cols = rows.finish_chunk(spec_here.reference, here, g.names, cols, lay.schema)
                 if done.writer is not None:
                     done.writer.append(cols)
                 new_rows.append(cols)

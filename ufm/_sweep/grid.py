@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from .._validate import check_int
+from . import imbalance
 
 FORMAT = "ufm-sweep/1"
 _MAX_SEED = 2**31 - 1
@@ -29,11 +30,49 @@ class Grid(NamedTuple):
         names: the grid keys, in the caller's order.
         values: one float64 array per key (the values as given, unique).
         seeds: int array of the init seeds (``jax.random.PRNGKey(seed)``).
+        step: the two-level step imbalance (:class:`.imbalance.Step`) of a classification
+            problem whose minority is measured (``imbalance_ratio`` swept, or the problem's
+            classes a step with ``K_B >= 2``), else ``None``.
     """
 
     names: tuple[str, ...]
     values: tuple[np.ndarray, ...]
     seeds: np.ndarray
+    step: imbalance.Step | None = None
+
+    @property
+    def traced(self) -> tuple[str, ...]:
+        """The grid keys that are the problem's traced fields (not :data:`imbalance.STRUCTURAL`)."""
+        return tuple(k for k in self.names if k not in imbalance.STRUCTURAL)
+
+    @property
+    def traced_values(self) -> list[tuple[str, np.ndarray]]:
+        """``(key, values)`` of the traced grid keys."""
+        return [(k, v) for k, v in zip(self.names, self.values, strict=True) if k in self.traced]
+
+    def groups(self, pending: np.ndarray) -> list[tuple[dict, np.ndarray]]:
+        """``(structural values {key: value}, indices)`` for each combination of the structural
+        keys' values among the ``pending`` point indices (one group, ``{}``, without such
+        keys), each group's indices in grid order."""
+        if not self.structural:
+            return [({}, pending)]
+        pos = [self.names.index(k) for k in self.structural]
+        sub = np.unravel_index(pending, self.shape)
+        keys = np.stack([sub[i] for i in pos], axis=-1)
+        out = []
+        for key in np.unique(keys, axis=0):
+            sel = np.all(keys == key, axis=-1)
+            vals = {
+                k: float(self.values[i][j])
+                for k, i, j in zip(self.structural, pos, key, strict=True)
+            }
+            out.append((vals, pending[sel]))
+        return out
+
+    @property
+    def structural(self) -> tuple[str, ...]:
+        """The grid keys that change the problem's shapes (one compilation per value)."""
+        return tuple(k for k in self.names if k in imbalance.STRUCTURAL)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -101,8 +140,10 @@ def check_seeds(seeds) -> np.ndarray:
     return arr
 
 
-def check_grid(problem, grid, seeds) -> Grid:
-    """Check ``grid`` against ``problem.sweep_fields`` (clear errors before any work)."""
+def check_grid(problem, grid, seeds, minority=None) -> Grid:
+    """Check ``grid`` against ``problem.sweep_fields`` and :data:`imbalance.STRUCTURAL` (clear
+    errors before any work); ``minority``: the minority classes of a balanced problem whose
+    ``imbalance_ratio`` is swept."""
     if not isinstance(grid, Mapping):
         raise TypeError(
             "grid must be a dict mapping field names to 1-D value lists, e.g. "
@@ -112,20 +153,39 @@ def check_grid(problem, grid, seeds) -> Grid:
         raise ValueError(
             f"grid is empty: give at least one of {list(problem.sweep_fields)} with its values"
         )
-    unknown = [k for k in grid if k not in problem.sweep_fields]
+    takes = list(problem.sweep_fields)
+    if imbalance.class_sizes(problem) is not None:
+        takes += list(imbalance.STRUCTURAL)
+    unknown = [k for k in grid if k not in takes]
     if unknown:
         raise ValueError(
             f"grid keys {unknown} are not sweepable fields of {type(problem).__name__}; "
-            f"it takes {list(problem.sweep_fields)}"
+            f"it takes {takes}"
         )
     if "lambda_b" in grid and getattr(problem, "bias_mode", None) != "reg":
         raise ValueError(
             "grid['lambda_b'] needs a problem with a regularised bias (bias=<lambda_b number>), "
             f"got bias={getattr(problem, 'bias_mode', None)!r}"
         )
+    if "label_smoothing" in grid and getattr(problem, "loss", None) != "ce":
+        raise ValueError(
+            "grid['label_smoothing'] needs a cross-entropy problem (loss='ce'), got "
+            f"loss={getattr(problem, 'loss', None)!r}"
+        )
     names = tuple(grid)
     values = tuple(_check_values(k, grid[k]) for k in names)
-    return Grid(names, values, check_seeds(seeds))
+    delta = values[names.index("label_smoothing")] if "label_smoothing" in grid else None
+    if delta is not None and np.any(delta >= 1):
+        raise ValueError(f"grid['label_smoothing'] must be in [0, 1), got {delta.tolist()}")
+    if imbalance.RATIO in grid:
+        step = imbalance.check_ratios(problem, values[names.index(imbalance.RATIO)], minority)
+    else:
+        if minority is not None:
+            raise ValueError(f"minority applies to a sweep of grid[{imbalance.RATIO!r}]")
+        step = imbalance.step_of(problem)
+    if step is not None and step.K_B < 2 and imbalance.RATIO not in grid:
+        step = None  # one minority class: no pair to compare
+    return Grid(names, values, check_seeds(seeds), step)
 
 
 def _leaf_summary(x) -> dict:

@@ -34,6 +34,7 @@ from .. import _exact
 from .._iterate import iterate
 from .._solution import Status
 from .._solve import _CERTIFICATE_RTOL, _finalize, solve
+from .imbalance import minority_columns
 
 
 class Spec(NamedTuple):
@@ -46,6 +47,7 @@ class Spec(NamedTuple):
     max_steps: int
     metrics: tuple[tuple[str, int | None], ...]  # (name, layers or None)
     reduction: bool = False  # full path: solve problem.reduction() and expand its solution
+    minority: tuple[int, ...] | None = None  # minority classes: the minority-collapse columns
 
 
 def _flat_metrics(mets: dict, spec: Spec, dtype) -> dict:
@@ -80,6 +82,9 @@ def _point_full(p, solver, key, tols, spec: Spec):
     for name in () if red is None else red.by_construction:
         mets.pop(name, None)  # holds by construction: not measured (NaN)
     row.update(_flat_metrics(mets, spec, p.dtype))
+    if spec.minority is not None:
+        W = sol.params.W
+        row.update(minority_columns(p, W, spec.minority))
     row.update(spec.reference.columns(p, sol.params, sol.loss))
     return row
 
@@ -125,6 +130,8 @@ def _point_nxn(p, solver, key, tols, spec: Spec, mom):
     row = {"status": status, "loss": loss, "steps": steps, "grad_norm": gnorm, **extra}
     row.update(spec.reference.exact_columns(p, loss, W, ro))
     row.update(_flat_metrics(p.exact_metrics(W, ro), spec, p.dtype))
+    if spec.minority is not None:
+        row.update(minority_columns(p, W, spec.minority))
     return row
 
 
