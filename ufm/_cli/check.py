@@ -303,9 +303,9 @@ def _run(run: Run, args, store) -> int:
     print(cmp.table(tol))
     ok = cmp.passed(tol)
     print(
-        f"\nPASS: closed form and solver agree within {tol:g}\n"
+        f"\nPASS: theory and solver agree within {tol:g}\n"
         if ok
-        else f"\nFAIL: closed form and solver disagree beyond {tol:g} "
+        else f"\nFAIL: theory and solver disagree beyond {tol:g} "
         f"({sol.message if cmp.status != 'successful' else 'see the table'})\n"
     )
     return 0 if ok else 1
