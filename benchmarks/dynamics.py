@@ -19,21 +19,29 @@ built-in instance), (n, d) = (3, 256), M in {1e4, 1e5}, float64 and float32; sol
   is evaluated every step but never passes, so the run takes exactly ``K`` steps; checked),
   compiled beforehand; per step = ``(t(K2) - t(K1)) / (K2 - K1)``, which removes the set-up
   (initialisation, final objective, certificate) and keeps everything a step costs, the
-  stopping test included. Each time is the minimum of ``--repeats`` runs (other processes share
-  the machine's 2 cores; the minimum is the least disturbed).
-* **unpc**: the same with ``precondition=False`` (the objective as written, the papers'
-  protocol), timed in the same run: a step costs the same whatever the scales.
+  stopping test included. Every configuration of one (M, dtype, solver) is timed in turn
+  within each of ``--repeats`` rounds (interleaved, so a burst of load elsewhere hits all
+  alike); the table gives the median over the rounds and the least (the least disturbed).
+* **precondition**: each solver twice, side by side: ``precondition=True`` (the default) and
+  ``precondition=False`` (the objective as written, the papers' protocol). A step costs the
+  same whatever the scales.
 * **ufm/C**: the same with ``OptaxSolver(..., check_every=C)`` (``--check-every``, default 16):
   the stopping test and its norms after every C-th step only, the objective only where the
   optimiser reads it (momentum and Adam do not). ``K`` is a multiple of C, so the per-step time
   carries the tested step's share of 1/C.
+* **passes**: transfers of ``M x d`` arrays per step, read from the compiled program (XLA's
+  optimised HLO, :func:`loop_passes`): every array of that shape that an instruction of the
+  loop body reads or writes counts once; noise-free. ``tested`` is a step with the stopping
+  test, ``light`` one of ``check_every``'s steps without it. The floor is 4 for momentum
+  (``H`` and the momentum read and written once) and 6 for Adam.
 * **torch**: the same objective (eq. 1, 1/M normalisation, ``_torch_reference._objective``),
   full batch, ``torch.optim.SGD(momentum=0.9)`` / ``torch.optim.Adam``, ``zero_grad``, forward,
   ``backward``, ``step`` per step, with ``torch.set_num_threads`` equal to the number of cores
   (what XLA uses); the faster of the default (foreach) and ``fused=True`` implementations,
   minimum over repeats of the mean over a block of steps.
 
-Run: ``python benchmarks/dynamics.py`` (``--sizes 1e4`` / ``--dtypes float32`` for a part).
+Run: ``python benchmarks/dynamics.py`` (``--sizes 1e4`` / ``--dtypes float32`` for a part,
+``--passes-only`` for the pass counts alone).
 """
 
 from __future__ import annotations
@@ -41,6 +49,7 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
+import re
 import sys
 import time
 
@@ -102,26 +111,95 @@ def make_solver(kind, check_every=1, precondition=True):
     return ufm.OptaxSolver(optax.adam, learning_rate=LR[kind], **opts)
 
 
-def ufm_per_step(problem, kind, k1, k2, repeats, check_every=1, precondition=True):
-    solver = make_solver(kind, check_every, precondition)
-    zero = jnp.zeros((), problem.dtype)
+_INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%([\w.\-]+) = (\(.*?\)|\S+) ([\w\-]+)\((.*)$")
+_NOT_TRAFFIC = {"parameter", "get-tuple-element", "tuple", "constant", "bitcast", "while"}
 
-    def run(k):
-        return ufm.solve(problem, solver, rtol=zero, atol=zero, max_steps=k)
 
-    for k in (k1, k2):
-        sol = jax.block_until_ready(run(k))  # compile
-        if int(sol.num_steps) != k or int(sol.status) != ufm.Status.max_steps_reached:
-            raise RuntimeError(
-                f"{kind}: expected {k} steps, got {int(sol.num_steps)} "
-                f"({ufm.Status(int(sol.status)).name})"
+def loop_passes(hlo: str, shape: str) -> list[int]:
+    """Transfers of ``shape``-sized arrays (e.g. ``"f64[100000,256]"``) per iteration of each
+    ``while`` loop of an optimised HLO text (``jax.jit(f).lower(...).compile().as_text()``)
+    whose body moves any: for every instruction of the loop body (a fusion, a dot, a custom
+    call), the operands and results of that shape, counted once each (a fusion reads its
+    operands and writes its result once; what happens inside a fusion stays in registers and
+    caches). Sorted; a nested loop's traffic counts in its own body only."""
+    computations, current = {}, None
+    for line in hlo.splitlines():
+        if line.startswith(("%", "ENTRY ")) and line.endswith("{"):
+            current = line.removeprefix("ENTRY ").split(" ")[0].lstrip("%")
+            computations[current] = []
+        elif line.startswith("}"):
+            current = None
+        elif current is not None:
+            computations[current].append(line)
+    counts = []
+    for body in sorted(set(re.findall(r"body=%([\w.\-]+)", hlo))):
+        shapes, total = {}, 0
+        for line in computations.get(body, ()):
+            m = _INSTRUCTION.match(re.sub(r", metadata=\{.*", "", line))
+            if m is None:
+                continue
+            name, result, op, rest = m.groups()
+            shapes[name] = result
+            if op in _NOT_TRAFFIC:
+                continue
+            operands = re.findall(r"%([\w.\-]+)", rest.split("), ")[0])
+            total += result.count(shape) + sum(
+                shapes.get(a, "").startswith(shape) for a in operands
             )
-    # Alternate the two lengths so that a burst of load elsewhere hits both alike.
-    times = {k1: np.inf, k2: np.inf}
+        if total:
+            counts.append(total)
+    return sorted(counts)
+
+
+def ufm_runs(problem, kind, configs, lengths):
+    """``{config: {K: run}}``: compiled ``ufm.solve`` runs of exactly ``K`` steps for each
+    ``config = (check_every, precondition)`` and ``K`` in ``lengths[config]``."""
+    zero = jnp.zeros((), problem.dtype)
+    runs = {}
+    for config in configs:
+        solver = make_solver(kind, *config)
+        runs[config] = {}
+        for k in lengths[config]:
+            run = jax.jit(
+                lambda p, k=k, s=solver: ufm.solve(p, s, rtol=zero, atol=zero, max_steps=k)
+            )
+            sol = jax.block_until_ready(run(problem))  # compile
+            if int(sol.num_steps) != k or int(sol.status) != ufm.Status.max_steps_reached:
+                raise RuntimeError(
+                    f"{kind} {config}: expected {k} steps, got {int(sol.num_steps)} "
+                    f"({ufm.Status(int(sol.status)).name})"
+                )
+            runs[config][k] = run
+    return runs
+
+
+def ufm_passes(problem, kind, config):
+    """:func:`loop_passes` of the compiled solve: ``(tested, light)`` step (``light`` is
+    ``None`` without ``check_every``)."""
+    solver = make_solver(kind, *config)
+    zero = jnp.zeros((), problem.dtype)
+    hlo = (
+        jax.jit(lambda p: ufm.solve(p, solver, rtol=zero, atol=zero, max_steps=64))
+        .lower(problem)
+        .compile()
+        .as_text()
+    )
+    M, d = problem.num_samples, problem.feature_dim
+    tag = {"float64": "f64", "float32": "f32"}[str(problem.dtype)]
+    counts = loop_passes(hlo, f"{tag}[{M},{d}]")
+    return counts[-1], (counts[0] if len(counts) > 1 else None)
+
+
+def ufm_per_step(problem, runs, lengths, repeats):
+    """``{config: (median, least)}`` per-step times, the configurations interleaved: each of
+    ``repeats`` rounds times every configuration's two lengths in turn."""
+    samples = {config: [] for config in runs}
     for _ in range(repeats):
-        for k in (k1, k2):
-            times[k] = min(times[k], _min_time(lambda k=k: run(k), 1))
-    return (times[k2] - times[k1]) / (k2 - k1)
+        for config, by_length in runs.items():
+            k1, k2 = lengths[config]
+            t = {k: _min_time(lambda r=by_length[k]: r(problem), 1) for k in (k1, k2)}
+            samples[config].append((t[k2] - t[k1]) / (k2 - k1))
+    return {c: (float(np.median(v)), float(np.min(v))) for c, v in samples.items()}
 
 
 def torch_per_step(Y, d, kind, dtype, steps, repeats):
@@ -182,6 +260,11 @@ def main(argv=None):
         default=16,
         help="also time OptaxSolver(..., check_every=C): the stopping test every C steps",
     )
+    p.add_argument(
+        "--passes-only",
+        action="store_true",
+        help="print the M x d passes per step from the compiled programs, time nothing",
+    )
     args = p.parse_args(argv)
     n, d = args.n, args.d
     bw_copy, bw_triad = stream_bandwidth()
@@ -193,55 +276,74 @@ def main(argv=None):
         flush=True,
     )
     C = args.check_every
+    configs = [(1, True), (1, False), (C, True), (C, False)]
     rows = []
     for M in (int(float(s)) for s in args.sizes.split(",")):
         k1, k2 = (10, 60) if M <= 20_000 else (3, 13)
+        # Whole blocks of C steps (C - 1 light, 1 tested), so the difference keeps the test's
+        # share of 1/C.
+        c1, c2 = C, C * (1 + max(1, round((k2 - k1) / C)))
+        lengths = {cfg: (k1, k2) if cfg[0] == 1 else (c1, c2) for cfg in configs}
         for dtype in args.dtypes.split(","):
             Y = default_targets(n, M, 0)
             problem = ufm.RegressionUFM(jnp.asarray(Y, dtype), LAM, LAM, d)
             item = jnp.dtype(dtype).itemsize
             for kind in args.kinds.split(","):
-                t_ufm = ufm_per_step(problem, kind, k1, k2, args.repeats)
-                t_unpc = ufm_per_step(problem, kind, k1, k2, args.repeats, precondition=False)
-                # Whole blocks of C steps (C - 1 light, 1 tested), so the difference keeps the
-                # test's share of 1/C.
-                c1, c2 = C, C * (1 + max(1, round((k2 - k1) / C)))
-                t_check = ufm_per_step(problem, kind, c1, c2, args.repeats, C)
+                passes = {cfg: ufm_passes(problem, kind, cfg) for cfg in configs}
+                if args.passes_only:
+                    times = {cfg: (float("nan"),) * 2 for cfg in configs}
+                else:
+                    runs = ufm_runs(problem, kind, configs, lengths)
+                    times = ufm_per_step(problem, runs, lengths, args.repeats)
+                    del runs
                 floor = floor_bytes(M, n, d, item, kind) / bw
-                if args.no_torch:
+                if args.no_torch or args.passes_only:
                     t_torch, impl = float("nan"), "-"
                 else:
                     t_torch, impl = torch_per_step(Y, d, kind, dtype, k2 - k1, args.repeats)
-                rows.append((M, dtype, kind, floor, t_ufm, t_unpc, t_check, t_torch, impl))
-                print(
-                    f"  M={M} {dtype} {kind}: ufm {t_ufm * 1e3:.2f} ms, precondition=False "
-                    f"{t_unpc * 1e3:.2f} ms, check_every={C} "
-                    f"{t_check * 1e3:.2f} ms, floor {floor * 1e3:.2f} ms, torch "
-                    f"{t_torch * 1e3:.2f} ms ({impl})",
-                    flush=True,
-                )
+                for pc in (True, False):
+                    every, check = times[(1, pc)], times[(C, pc)]
+                    tested, _ = passes[(1, pc)]
+                    c_tested, c_light = passes[(C, pc)]
+                    rows.append(
+                        (M, dtype, kind, pc, floor, every, check, tested, c_tested, c_light)
+                        + (t_torch, impl)
+                    )
+                    print(
+                        f"  M={M} {dtype} {kind} precondition={pc}: every step "
+                        f"{every[0] * 1e3:.2f} ms (least {every[1] * 1e3:.2f}), "
+                        f"check_every={C} {check[0] * 1e3:.2f} ms (least {check[1] * 1e3:.2f}), "
+                        f"floor {floor * 1e3:.2f} ms, passes {tested} "
+                        f"(check_every: {c_tested}/{c_light}), "
+                        f"torch {t_torch * 1e3:.2f} ms ({impl})",
+                        flush=True,
+                    )
     print(
-        f"\nufm: the stopping test after every step (the default); unpc: the same with "
-        f"precondition=False; ufm/{C}: OptaxSolver(..., check_every={C})\n"
-        f"{'M':>7} {'dtype':>8} {'solver':>9} {'floor ms':>9} {'ufm ms':>8} {'/floor':>7} "
-        f"{'unpc ms':>8} {'unpc/ufm':>8} "
-        f"{f'ufm/{C} ms':>10} {'/floor':>7} {'torch ms':>9} {'torch/ufm':>9} "
-        f"{f'torch/ufm/{C}':>12}  torch impl"
+        f"\nms per step, median over {args.repeats} interleaved rounds (least in brackets); "
+        f"ufm: the stopping test after every step (the default); ufm/{C}: "
+        f"OptaxSolver(..., check_every={C}); passes: M x d transfers per step from the compiled "
+        f"program (tested step; with check_every={C}: tested / light step)\n"
+        f"{'M':>7} {'dtype':>8} {'solver':>9} {'precond':>7} {'floor':>7} "
+        f"{'ufm':>16} {'/floor':>6} {f'ufm/{C}':>16} {'/floor':>6} {'passes':>6} "
+        f"{'test/light':>10} {'torch':>8} {'torch/ufm':>9} {f'torch/ufm/{C}':>12}  torch impl"
     )
-    for M, dtype, kind, floor, t_ufm, t_unpc, t_check, t_torch, impl in rows:
+    for M, dtype, kind, pc, floor, every, check, tested, c_tested, c_light, t_torch, impl in rows:
         print(
-            f"{M:>7} {dtype:>8} {kind:>9} {floor * 1e3:>9.2f} {t_ufm * 1e3:>8.2f} "
-            f"{t_ufm / floor:>7.2f} {t_unpc * 1e3:>8.2f} {t_unpc / t_ufm:>8.2f} "
-            f"{t_check * 1e3:>10.2f} {t_check / floor:>7.2f} "
-            f"{t_torch * 1e3:>9.2f} {t_torch / t_ufm:>9.2f} {t_torch / t_check:>12.2f}  {impl}"
+            f"{M:>7} {dtype:>8} {kind:>9} {str(pc):>7} {floor * 1e3:>7.2f} "
+            f"{every[0] * 1e3:>7.2f} ({every[1] * 1e3:>6.2f}) {every[0] / floor:>6.2f} "
+            f"{check[0] * 1e3:>7.2f} ({check[1] * 1e3:>6.2f}) {check[0] / floor:>6.2f} "
+            f"{tested:>6} {f'{c_tested}/{c_light}':>10} {t_torch * 1e3:>8.2f} "
+            f"{t_torch / every[0]:>9.2f} {t_torch / check[0]:>12.2f}  {impl}"
         )
-    print("\nTargets: ufm/floor <= 2 and torch/ufm >= 2.")
-    for M, dtype, kind, floor, t_ufm, _, t_check, t_torch, _ in rows:
+    if args.passes_only:
+        return
+    print("\nTargets: ufm/floor <= 2 and torch/ufm >= 2 (medians).")
+    for M, dtype, kind, pc, floor, every, check, *_, t_torch, _ in rows:
         verdict = []
-        for name, t in (("every step", t_ufm), (f"check_every={C}", t_check)):
+        for name, t in (("every step", every[0]), (f"check_every={C}", check[0])):
             ok = t / floor <= 2 and (np.isnan(t_torch) or t_torch / t >= 2)
             verdict.append(f"{name} {'met' if ok else 'NOT met'}")
-        print(f"  M={M} {dtype} {kind}: {', '.join(verdict)}")
+        print(f"  M={M} {dtype} {kind} precondition={pc}: {', '.join(verdict)}")
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ block's is ``O(1)``, so ``(s_H, s_W) = (sqrt(M), 1)``. Classification: ``(sqrt(N
 (see ``ClassificationUFM.precondition_scales``). Without it the curvatures of the blocks
 differ by a factor ``M``, so L-BFGS and gradient descent converge slowly on large problems
 (``benchmarks/regression.py`` measures both). Pass ``precondition=False`` to reproduce the
-papers' dynamics on the objective as written; a step costs the same
-(``benchmarks/dynamics.py``).
+papers' dynamics on the objective as written. On a problem's hand-written linearisation (below)
+a step costs the same either way: the same compiled passes over the large arrays
+(``tests/test_precondition.py``; timings in ``benchmarks/dynamics.py``). On the autodiff path
+the scaled variables are multiplied out (``H = s_H y_H``) before the objective reads them, which
+XLA:CPU may write out as an array: there the unpreconditioned step can be the cheaper one.
 
 A problem may offer an exact hand-written linearisation (``linearise(y, scales)`` and
 ``gradient(y, aux, scales)``, e.g. ``RegressionUFM``); the momentum and Adam solvers then

@@ -48,7 +48,13 @@ The linearisation (the loop in ``ufm/_iterate.py`` uses it when present, with th
 family of solvers; ``RegressionUFM`` has it) is exact and in the solver's variables
 ``y = params / scales``: ``linearise(y, scales) -> (value, aux, ||grad_y||^2, ||y||^2)`` and
 ``gradient(y, aux, scales) -> grad_y``, where ``aux`` is whatever small data rebuilds the
-gradient (the loop stores ``aux``, not the gradient). Test them against autodiff.
+gradient (the loop stores ``aux``, not the gradient). Test them against autodiff. Gather the
+scales into the small factors of the large blocks' gradient (``RegressionUFM``:
+``dL/dy_H = E V + c y_H`` with ``V`` of shape ``(n, d)`` and a scalar ``c``), so that the work
+on the large arrays is the same operations whatever the scales' values: with
+``precondition=False`` they are compile-time ones, which XLA folds away, and a different set
+of operations can fuse differently (``tests/test_precondition.py`` compares the compiled
+steps).
 
 A subclass declares its fields as class attributes, and this base class registers it as a
 pytree (:meth:`Problem.__init_subclass__`):

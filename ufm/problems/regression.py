@@ -132,44 +132,52 @@ class RegressionUFM(Problem):
             dL/db = E^T 1 / M
 
         The gradient solvers (``ufm/_iterate.py``) run on ``y = params / scales`` leaf-wise
-        (:meth:`precondition_scales`), so ``dL/dy = scales * dL/dparams``. Returns
-        ``(L, aux, ||dL/dy||^2, ||y||^2)`` with ``aux = (E, dL/dW, dL/db)``: no array of size
-        ``M d`` is written. ``y_H`` is read four times: the products ``y_H (s_H W)^T`` and
-        ``E^T y_H`` (``precision="highest"``), ``||y_H||^2`` and ``||dL/dH||^2`` (``dL/dH``
-        fused into its reduction; XLA:CPU fuses no two reductions into one pass). The
-        optimiser's update rebuilds ``dL/dH`` elementwise (:meth:`gradient`), where XLA fuses it
-        into the update, so the gradient is never stored either. ``||dL/dH||`` is summed from
-        its entries, not expanded into ``||E W||^2 + 2 lambda_H <E W, H> + ...``, whose terms
-        cancel near a stationary point.
+        (:meth:`precondition_scales`), so ``dL/dy = scales * dL/dparams``; in particular
+        ``dL/dy_H = E V + c y_H`` with the small ``V = s_H s_W y_W / M`` of shape ``(n, d)``
+        and the scalar ``c = s_H^2 lambda_H / M`` (:func:`_feature_gradient`). Returns
+        ``(L, aux, ||dL/dy||^2, ||y||^2)`` with ``aux = (E, dL/dy_W, dL/dy_b)``: no array of
+        size ``M d`` is written. ``y_H`` is read four times: the products ``y_H (s_H s_W
+        y_W)^T`` and ``E^T y_H`` (``precision="highest"``), ``||y_H||^2`` and
+        ``||dL/dy_H||^2`` (``dL/dy_H`` fused into its reduction; XLA:CPU fuses no two
+        reductions into one pass). The optimiser's update rebuilds ``dL/dy_H`` elementwise
+        (:meth:`gradient`), where XLA fuses it into the update, so the gradient is never
+        stored either. ``||dL/dy_H||`` is summed from its entries, not expanded into
+        ``||E V||^2 + 2 c <E V, y_H> + ...``, whose terms cancel near a stationary point.
         """
-        y_H, W, b = y
+        y_H, y_W, y_b = y
         s_H, s_W, s_b = scales
-        H, W, b = s_H * y_H, s_W * W, s_b * b
+        W, b = s_W * y_W, s_b * y_b
         M = self.num_samples
         E = mm(y_H, (s_H * W).T) - self.targets
         if self.bias:
             E = E + b
-        G_H = _feature_gradient(H, E, W, self.lambda_H, M)
+        V, c = _feature_coefficients(y_W, scales, self.lambda_H, M)
+        # ``c`` through a barrier: the reduction below then has a scalar of its own, which XLA
+        # broadcasts inside the reduction's fusion. Shared with the optimiser's update (which
+        # multiplies ``y_H`` by the same ``c``), the broadcast would be written out as an
+        # ``M x d`` array and read back, two more passes a step.
+        g_H = _feature_gradient(y_H, E, V, jax.lax.optimization_barrier(c))
         # Separate passes: XLA:CPU does not fuse reductions with one another.
-        G_W = s_H * mm(E.T, y_H) / M + self.lambda_W * W
-        H_sq = s_H**2 * jnp.sum(y_H**2)
-        GH_sq = jnp.sum(G_H**2)
-        G_b = jnp.sum(E, axis=0) / M if self.bias else jnp.zeros_like(b)
-        W_sq, b_sq = jnp.sum(W**2), jnp.sum(b**2)
+        g_W = s_W * (s_H * mm(E.T, y_H) / M + self.lambda_W * W)
+        yH_sq = jnp.sum(y_H**2)
+        gH_sq = jnp.sum(g_H**2)
+        g_b = s_b * jnp.sum(E, axis=0) / M if self.bias else jnp.zeros_like(y_b)
+        W_sq = jnp.sum(W**2)
         value = (
-            0.5 / M * jnp.sum(E**2) + 0.5 * self.lambda_H / M * H_sq + 0.5 * self.lambda_W * W_sq
+            0.5 / M * jnp.sum(E**2)
+            + 0.5 * self.lambda_H / M * s_H**2 * yH_sq
+            + 0.5 * self.lambda_W * W_sq
         )
-        grad_sq = s_H**2 * GH_sq + s_W**2 * jnp.sum(G_W**2) + s_b**2 * jnp.sum(G_b**2)
-        y_sq = H_sq / s_H**2 + W_sq / s_W**2 + b_sq / s_b**2
-        return value, (E, G_W, G_b), grad_sq, y_sq
+        grad_sq = gH_sq + jnp.sum(g_W**2) + jnp.sum(g_b**2)
+        y_sq = yH_sq + jnp.sum(y_W**2) + jnp.sum(y_b**2)
+        return value, (E, g_W, g_b), grad_sq, y_sq
 
     def gradient(self, y: Params, aux, scales: Params) -> Params:
         """``dL/dy`` from :meth:`linearise`'s ``aux``; its ``H`` block is elementwise in
         ``y_H``."""
-        E, G_W, G_b = aux
-        s_H, s_W, s_b = scales
-        G_H = _feature_gradient(s_H * y.H, E, s_W * y.W, self.lambda_H, self.num_samples)
-        return Params(s_H * G_H, s_W * G_W, s_b * G_b)
+        E, g_W, g_b = aux
+        V, c = _feature_coefficients(y.W, scales, self.lambda_H, self.num_samples)
+        return Params(_feature_gradient(y.H, E, V, c), g_W, g_b)
 
     def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
         """``1/(2M) ||Z + 1 b^T - Y||^2`` for predictions ``Z = H W^T`` (``b`` ignored without
@@ -253,19 +261,28 @@ class RegressionUFM(Problem):
         return mean, 0.5 * (Sigma + Sigma.T)
 
 
-# Up to this many targets, ``E W`` is written as a sum of rank-one terms, elementwise in ``H``
+# Up to this many targets, ``E V`` is written as a sum of rank-one terms, elementwise in ``y_H``
 # (XLA fuses it into the optimiser's update); beyond it, one matrix product.
 _RANK_ONE_MAX = 8
 
 
-def _feature_gradient(H, E, W, lambda_H, M):
-    """``(E W + lambda_H H) / M``, shape ``(M, d)``."""
+def _feature_coefficients(y_W, scales, lambda_H, M):
+    """``(V, c)`` of ``dL/dy_H = E V + c y_H``: ``V = s_H s_W y_W / M`` of shape ``(n, d)``
+    and the scalar ``c = s_H^2 lambda_H / M``. Every factor of ``dL/dy_H`` that is not an
+    ``M x d`` or ``M x n`` array is gathered here, so the ``M x d`` work is the same few
+    operations whatever the scales (``precondition=False`` included)."""
+    s_H, s_W, _ = scales
+    return (s_H * s_W / M) * y_W, s_H**2 * lambda_H / M
+
+
+def _feature_gradient(y_H, E, V, c):
+    """``E V + c y_H``, shape ``(M, d)``."""
     n = E.shape[1]
     if n <= _RANK_ONE_MAX:
-        EW = sum(E[:, k : k + 1] * W[k] for k in range(n))
+        EV = sum(E[:, k : k + 1] * V[k] for k in range(n))
     else:
-        EW = mm(E, W)
-    return (EW + lambda_H * H) / M
+        EV = mm(E, V)
+    return EV + c * y_H
 
 
 def one_layer_init(key, num_samples, num_outputs, feature_dim, dtype, scale=0.1) -> Params:
