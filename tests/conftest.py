@@ -27,6 +27,8 @@ slowest solves).
 
 import gc
 import os
+import shutil
+import tempfile
 
 import jax
 import numpy as np
@@ -35,9 +37,58 @@ from hypothesis import HealthCheck, example, settings
 from hypothesis import strategies as st
 
 jax.config.update("jax_enable_x64", True)
-# In-process CLI calls must not switch on the persistent compilation cache (a global JAX
-# setting) or write to the user's cache; tests of the cache unset this themselves.
+# In-process CLI calls must not switch on the command line's own compilation cache (a global
+# JAX setting) or write to the user's cache; tests of that cache unset this themselves.
 os.environ.setdefault("UFM_NO_COMPILE_CACHE", "1")
+
+# One JAX persistent compilation cache for the whole run, shared by the pytest-xdist workers and
+# by every subprocess a test starts (the command line, the README's tour, the notebooks): a
+# program compiled once anywhere in the run is loaded from disk everywhere else, also after
+# the per-module clearing below. The directory is made by the process that starts the run (the
+# xdist controller, or the only process with -n 0) before the workers start, handed to them
+# and to subprocesses through JAX's own environment variables, and removed at the end, so
+# every run starts cold. ``UFM_TEST_JAX_CACHE=0`` switches it off; a
+# ``JAX_COMPILATION_CACHE_DIR`` set by the caller is used as it is and kept.
+JAX_CACHE_ENV = ("JAX_COMPILATION_CACHE_DIR",)
+_CACHE_SETTINGS = {
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1",
+}
+JAX_CACHE_ENV += tuple(_CACHE_SETTINGS)
+_MADE_CACHE: list[str] = []
+
+
+def pytest_configure(config):
+    if os.environ.get("UFM_TEST_JAX_CACHE", "1") in ("", "0"):
+        return
+    if not hasattr(config, "workerinput") and not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        path = tempfile.mkdtemp(prefix="ufm-tests-jax-cache-")
+        _MADE_CACHE.append(path)
+        os.environ["JAX_COMPILATION_CACHE_DIR"] = path
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        for name, value in _CACHE_SETTINGS.items():
+            os.environ.setdefault(name, value)
+        jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
+        jax.config.update(
+            "jax_persistent_cache_min_compile_time_secs",
+            float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]),
+        )
+        jax.config.update(
+            "jax_persistent_cache_min_entry_size_bytes",
+            int(os.environ["JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES"]),
+        )
+
+
+def pytest_unconfigure(config):
+    for path in _MADE_CACHE:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def without_jax_cache(env: dict) -> dict:
+    """``env`` without the run's JAX cache variables (:data:`JAX_CACHE_ENV`), for a subprocess
+    that tests a compilation cache of its own."""
+    return {k: v for k, v in env.items() if k not in JAX_CACHE_ENV}
+
 
 THOROUGH_EXAMPLES = 300
 _COMMON = dict(

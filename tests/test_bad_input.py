@@ -958,6 +958,7 @@ def test_labels_array_checks_before_the_int32_cast():
         labels_array(np.array([0, 1, BIG]), 3, "y")
 
 
+@pytest.mark.slow
 def test_bad_values_under_vmap_are_invalid_input_not_errors():
     """A negative or NaN lambda, or a label out of range, inside a vmapped sweep cannot raise:
     each instance reports ``Status.invalid_input`` (the valid one ``successful``). Momentum

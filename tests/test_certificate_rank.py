@@ -43,6 +43,7 @@ def stationary_point(S, U, tau, rng):
     return ufm.Params(H, W, np.zeros(n))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1, 2])
 @pytest.mark.parametrize("bias", [True, False])
 def test_certificate_at_every_stationary_point(d, bias):
@@ -66,6 +67,7 @@ def test_certificate_at_every_stationary_point(d, bias):
         assert float(ro.violation) == pytest.approx(float(full), rel=1e-9, abs=1e-12), S
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", [None, "lbfgs"])
 def test_a_solve_started_in_a_lesser_direction_ends_saddle(solver):
     Y, U = hadamard_targets()
@@ -80,6 +82,7 @@ def test_a_solve_started_in_a_lesser_direction_ends_saddle(solver):
     assert bool(applicable) and float(viol) == pytest.approx(SING[1] / SING[0] - 1, rel=1e-6)
 
 
+@pytest.mark.slow
 def test_mse_classification_with_fewer_features_than_classes():
     """d = 2 < K = 3, MSE without bias: the class-mean certificate (K x K) and the full one
     agree, and the global minimum passes; with cross-entropy the constrained case stays

@@ -43,6 +43,7 @@ def _assert_same(a, b):
     assert int(a.status) == int(b.status)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["regression", "ce"])
 def test_the_trajectory_is_the_tested_one(kind):
     """23 steps (not a multiple of 5) with a test that never passes: the same iterate, loss and
@@ -55,6 +56,7 @@ def test_the_trajectory_is_the_tested_one(kind):
     _assert_same(fifth, every)
 
 
+@pytest.mark.slow
 def test_an_optimiser_that_reads_the_value_gets_it_on_every_step():
     """Polyak's step size uses ``f(y) - f*`` on every step: a stale value between tests would
     change the trajectory."""
@@ -66,6 +68,7 @@ def test_an_optimiser_that_reads_the_value_gets_it_on_every_step():
     _assert_same(fifth, every)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["regression", "ce"])
 def test_the_run_stops_at_the_first_test_that_passes(kind):
     """Gradient descent converges at step ``s`` with a test after every step; with a test
@@ -104,6 +107,7 @@ def test_a_fixed_point_is_stalled_at_the_first_test():
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 5
 
 
+@pytest.mark.slow
 def test_records_fall_on_tested_steps():
     """Recording every 10 steps with a test every 4th: a test at each record point too, and the
     records equal those of a test after every step."""
@@ -117,6 +121,7 @@ def test_records_fall_on_tested_steps():
     _assert_same(fourth, every)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["regression", "ce"])
 def test_vmapped_learning_rates_match_single_solves(kind):
     """Under ``jax.vmap`` one instance converges early and waits while the other runs on."""

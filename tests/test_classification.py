@@ -57,6 +57,7 @@ def problems(draw, loss, bias, kappa):
     return ufm.ClassificationUFM(tc.balanced_labels(K, n), K, lH, lW, d, loss=loss, bias=bias)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss, bias, kappa", CASES)
 @settings(max_examples=examples(3))
 @given(data=st.data())
@@ -67,6 +68,7 @@ def test_default_solver_matches_closed_form(loss, bias, kappa, data):
     assert cmp.passed(1e-8), f"{p}\n{cmp.table(1e-8)}"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss, bias, kappa", [c for c in CASES if c[0] == "mse"])
 @settings(max_examples=examples(2))
 @given(data=st.data())
@@ -89,6 +91,7 @@ def test_saddle_at_zero_init_is_reported_for_both_losses():
             assert int(ufm.solve(p).status) == ufm.Status.successful
 
 
+@pytest.mark.slow
 def test_invalid_values_under_tracing_are_reported():
     good = jnp.asarray(tc.balanced_labels(3, 2))
 
@@ -104,6 +107,7 @@ def test_invalid_values_under_tracing_are_reported():
     assert np.all(np.asarray(status[1:]) == ufm.Status.invalid_input)
 
 
+@pytest.mark.slow
 def test_vmap_over_lambda_b():
     y = tc.balanced_labels(3, 4)
     lbs = jnp.array([0.05, 0.5, 5.0])
@@ -114,6 +118,7 @@ def test_vmap_over_lambda_b():
         assert float(sols.loss[i]) == pytest.approx(float(opt.loss), rel=1e-10)
 
 
+@pytest.mark.slow
 def test_regularised_bias_interpolates_between_frame_and_etf():
     K, n = 4, 5
     y = tc.balanced_labels(K, n)
@@ -145,6 +150,7 @@ def test_cross_entropy_scale_closed_form_and_root_finder_agree():
             assert float(tc.ce_objective(t_closed, K, s)) <= F.min() + 1e-12
 
 
+@pytest.mark.slow
 def test_zero_solution_above_threshold():
     K, n = 3, 4
     y = tc.balanced_labels(K, n)
@@ -158,12 +164,14 @@ def test_zero_solution_above_threshold():
         assert theory.compare(sol, p).passed(1e-8)
 
 
+@pytest.mark.slow
 def test_zero_regularisation_mse_interpolates_without_collapse():
     r = tc.zero_regularisation_check(3, 6, 8, "mse")
     assert r.loss[0] < 1e-12
     assert r.nc1[0] > 1e-2  # within-class spread survives in the null space of W
 
 
+@pytest.mark.slow
 def test_zero_regularisation_ce_has_no_minimiser():
     r = tc.zero_regularisation_check(3, 4, 5, "ce", budgets=(50, 500, 5000))
     assert np.all(np.diff(r.loss) < 0) and r.loss[-1] < 1e-2
@@ -172,6 +180,7 @@ def test_zero_regularisation_ce_has_no_minimiser():
     assert r.norm[-1] - r.norm[-2] > 0.3 * (r.norm[-2] - r.norm[-3])
 
 
+@pytest.mark.slow
 def test_imbalanced_classes_have_a_certified_optimum():
     y = np.array([0, 0, 0, 0, 1, 1, 2, 2, 2])
     p = ufm.ClassificationUFM(y, 3, 1e-3, 1e-3, 4, loss="ce", bias="free")
@@ -182,6 +191,7 @@ def test_imbalanced_classes_have_a_certified_optimum():
     assert abs(float(sol.loss) - opt.loss) <= 1e-8 * opt.loss
 
 
+@pytest.mark.slow
 def test_vmap_over_lambdas_and_keys_compiles_once():
     y = tc.balanced_labels(3, 4)
 
@@ -202,6 +212,7 @@ def test_vmap_over_lambdas_and_keys_compiles_once():
         assert float(sols.loss[i]) == pytest.approx(float(opt.loss), rel=1e-10)
 
 
+@pytest.mark.slow
 def test_float32_and_trajectory():
     y = tc.balanced_labels(4, 5)
     p = ufm.ClassificationUFM(y, 4, 5e-3, 5e-3, 6, loss="ce", bias="free", dtype=jnp.float32)
@@ -250,6 +261,7 @@ def test_bad_input(kwargs, exc, match):
         ufm.ClassificationUFM(**args)
 
 
+@pytest.mark.slow
 def test_small_feature_dim_warns_and_still_solves():
     y = tc.balanced_labels(4, 3)
     with pytest.warns(UserWarning, match="feature_dim = 2 < 3"):

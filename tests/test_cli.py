@@ -15,6 +15,7 @@ def test_default_check_passes(capsys):
     assert "PASS" in out and "rel. error WWT" in out and "NRC3" in out and "collapse rank" in out
 
 
+@pytest.mark.slow
 def test_check_options_and_user_targets(tmp_path, capsys):
     Y = np.random.default_rng(0).normal(size=(80, 4))
     f = tmp_path / "Y.npy"
@@ -26,6 +27,7 @@ def test_check_options_and_user_targets(tmp_path, capsys):
     assert main(["check", "--dtype", "float32", "--no-bias", "--M", "300"]) == 0
 
 
+@pytest.mark.slow
 def test_classification_checks(capsys):
     assert main(["check", "--problem", "ce", "--classes", "3", "--per-class", "4"]) == 0
     out = capsys.readouterr().out
@@ -53,6 +55,7 @@ def test_check_with_momentum_and_a_test_every_8th_step(capsys):
     assert steps % 8 == 0, out
 
 
+@pytest.mark.slow
 def test_check_fails_when_solver_stops_early(capsys):
     assert main(["check", "--solver", "lbfgs", "--max-steps", "2"]) == 1
     assert "FAIL" in capsys.readouterr().out
@@ -88,6 +91,7 @@ def test_console_script():
     assert "PASS" in r.stdout
 
 
+@pytest.mark.slow
 def test_check_deep(capsys):
     args = ["check", "--problem", "deep", "--classes", "3", "--per-class", "2"]
     assert main([*args, "--widths", "4,4,4", "--activation", "linear", "--restarts", "4"]) == 0

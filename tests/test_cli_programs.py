@@ -1,8 +1,10 @@
 """The command line's on-disk store of compiled programs (``ufm/_cli/_programs.py``).
 
-In-process tests use a toy program (JAX's persistent cache is off in the test process); the
-end-to-end test runs ``ufm check`` in subprocesses with both caches on, including the case
-that once produced a broken file: JAX's persistent cache holding a program the store has lost.
+In-process tests use a toy program and count the store's own compilations (JAX's persistent
+cache in the test process is the suite's, see ``tests/conftest.py``); the end-to-end test runs
+``ufm check`` in subprocesses with both of the command line's caches on and none of the
+suite's, including the case that once produced a broken file: JAX's persistent cache holding a
+program the store has lost.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import without_jax_cache
 
 from ufm._cli import _programs
 from ufm._cli._programs import ProgramStore
@@ -137,7 +140,7 @@ _JAX_WRITES = (
 
 
 def _check(cache, *args, patch=""):
-    env = {k: v for k, v in os.environ.items() if k != "UFM_NO_COMPILE_CACHE"}
+    env = {k: v for k, v in without_jax_cache(os.environ).items() if k != "UFM_NO_COMPILE_CACHE"}
     env["UFM_CACHE_DIR"] = str(cache)
     code = (
         patch + "import sys; from ufm._cli import run; sys.argv = ['ufm', 'check', *sys.argv[1:]]; "

@@ -121,6 +121,7 @@ def _bias_error(p, value):
     return {"bias": value} if p.bias else {}
 
 
+@pytest.mark.slow
 def test_regression_scaled_features(regression):
     p, sol, good = regression
     H, W, b, A, P = _regression_parts(p, sol)
@@ -372,6 +373,7 @@ def _has_bias(p, value):
     return {"bias": value} if p.has_bias else {}
 
 
+@pytest.mark.slow
 def test_classification_scaled_features(classification):
     p, sol, good = classification
     H, W, b, y, mu, b_eff, A, Z = _parts(p, sol)
@@ -389,6 +391,7 @@ def test_classification_scaled_features(classification):
     _check_metrics(cmp, _classification_metrics(p, S * H, W, b_eff))
 
 
+@pytest.mark.slow
 def test_classification_scaled_head(classification):
     p, sol, good = classification
     H, W, b, y, mu, b_eff, A, Z = _parts(p, sol)
@@ -406,6 +409,7 @@ def test_classification_scaled_head(classification):
     _check_metrics(cmp, _classification_metrics(p, H, S * W, b_eff))
 
 
+@pytest.mark.slow
 def test_classification_one_class_mean_scaled(classification):
     """Every sample of class 0 scaled: ``mu mu^T -> D mu mu^T D``, row 0 of the logits scaled;
     NC1 stays 0 (the class is still collapsed), NC2 and NC3 move."""
@@ -431,6 +435,7 @@ def test_classification_one_class_mean_scaled(classification):
     _check_metrics(cmp, mets)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "classification", [c for c in CLASSIFICATION if c[1] != "none"], indirect=True, ids=str
 )
@@ -466,6 +471,7 @@ def test_classification_shifted_bias(classification):
         assert cmp.passed(10 * BASE)
 
 
+@pytest.mark.slow
 def test_classification_within_class_spread(classification):
     """``H -> H + E`` with zero class sums in ``E``: the class means (so the Grams and logits)
     are unchanged, NC1 takes its defined value. With ``E`` orthogonal to the head's row space
@@ -559,6 +565,7 @@ def _deep_expected(p, sol, L, planted, loss_change):
     return {k: (0 if abs(v) < 1e-14 else v) for k, v in out.items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("factor", [0, 1, 2], ids=["H", "W1", "W2"])
 def test_deep_one_factor_scaled(deep_case, factor):
     """One factor scaled by ``s``: the Grams downstream of it by ``s^2`` (linear, or ReLU by
@@ -588,6 +595,7 @@ def test_deep_one_factor_scaled(deep_case, factor):
     _check(cmp, expected, cmp.table())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deep_case", ["linear-bias"], indirect=True)
 def test_deep_shifted_bias(deep_case):
     """The deep linear model with a bias, ``b -> b + delta``: the predictions move by
@@ -606,6 +614,7 @@ def test_deep_shifted_bias(deep_case):
     _check(cmp, expected, cmp.table())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("deep_case", ["linear", "relu"], indirect=True)
 def test_deep_within_class_spread(deep_case):
     """A spread with zero class sums in ``H``: the layers' Grams and the loss as transcribed,

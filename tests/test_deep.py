@@ -20,6 +20,7 @@ def _lam_for_kappa(ratio, L, N=K * PER, per=PER):
     return ratio * deep.kappa_crit(P) / (N * np.sqrt(per) ** (2.0 / P - 2.0))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("activation", ["linear", "relu"])
 def test_one_layer_is_the_classification_and_regression_ufm(activation):
     lam = 0.02
@@ -38,6 +39,7 @@ def test_one_layer_is_the_classification_and_regression_ufm(activation):
     assert float(sol.loss) == pytest.approx(float(opt.loss), rel=1e-10)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("activation", "L"), [("linear", 2), ("linear", 3), ("relu", 2)], ids=str)
 @pytest.mark.parametrize("side", [0.7, 1.3], ids=["below", "above"])
 def test_closed_form_against_best_of_restarts(activation, L, side):
@@ -78,6 +80,7 @@ def test_relu_binary_dnc_three_layers():
         np.testing.assert_allclose(mu @ mu.T, pred.class_mean_grams[layer - 1], atol=1e-8)
 
 
+@pytest.mark.slow
 def test_linear_any_targets_with_bias():
     rng = np.random.default_rng(1)
     Y = rng.normal(size=(8, 3)) @ rng.normal(size=(3, 3)) + 2.0
@@ -87,6 +90,7 @@ def test_linear_any_targets_with_bias():
     assert cmp.rank_theory == 2 and cmp.passed(1e-8), cmp.table(1e-8)
 
 
+@pytest.mark.slow
 def test_origin_is_a_local_minimum_and_restarts_escape_it():
     lam = _lam_for_kappa(0.7, 2)
     p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (4, 4), "linear")
@@ -101,6 +105,7 @@ def test_origin_is_a_local_minimum_and_restarts_escape_it():
     assert int(best.restarts.best) == int(np.argmin(losses))
 
 
+@pytest.mark.slow
 def test_vmap_over_lambdas_compiles_once_and_records_layers():
     p = ufm.DeepUFM.from_labels(LABELS, K, 0.01, 0.01, (4, 4), "relu")
 
@@ -118,6 +123,7 @@ def test_vmap_over_lambdas_compiles_once_and_records_layers():
     assert not np.allclose(first.loss, second.loss)
 
 
+@pytest.mark.slow
 def test_float32():
     lam = _lam_for_kappa(0.5, 2)
     p = ufm.DeepUFM.from_labels(LABELS, K, lam, lam, (4, 4), "linear", dtype=np.float32)
@@ -170,6 +176,7 @@ def test_convert_lambdas_to_the_deep_convention():
     assert float(p.objective(params)) == pytest.approx(float(theirs), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_low_rank_solutions_beat_deep_neural_collapse_for_deep_relu():
     """Súkeník, Lampert & Mondelli (NeurIPS 2024): for L >= 3 layers and K >= 3 classes deep
     neural collapse is not optimal. Found here with restarts (K = 4, five per class, four ReLU

@@ -148,6 +148,7 @@ def _etf_layers(rng, K=3, per=3, dims=(5, 4, 6), outs=(4, 6, 3), scale=2.0):
     return Xs, Ws, y
 
 
+@pytest.mark.slow
 def test_deep_nc_zero_at_collapsed_etf_and_positive_after_perturbation():
     rng = np.random.default_rng(3)
     Xs, Ws, y = _etf_layers(rng)
@@ -177,6 +178,7 @@ def test_deep_nc_zero_at_collapsed_etf_and_positive_after_perturbation():
     assert set(deep_nc(Xs, y, 3)) == {"nc1", "nc2", "nc2_equinorm", "nc2_orthogonal"}
 
 
+@pytest.mark.slow
 def test_jit_vmap_float32_and_per_layer_nan():
     rng = np.random.default_rng(4)
     Xs, Ws, Y = _random_layers(rng)

@@ -78,6 +78,7 @@ def test_fast_loop_follows_the_plain_optax_trajectory(tx):
     _assert_follows_the_plain_loop(tx)
 
 
+@pytest.mark.slow
 def test_the_loop_uses_the_problems_linearisation(monkeypatch):
     """The trajectory test above would pass on the generic autodiff path too: count the calls
     (at trace time; max_steps = 13, static, is used by no other test, so the solve is traced)."""
@@ -108,6 +109,7 @@ def _stop_past(threshold, side, lr=0.2):
     return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["regression", "ce"])
 def test_a_fixed_point_after_some_steps_is_stalled(kind):
     """The update becomes zero once the gradient norm crosses a threshold set between the 5th
@@ -157,6 +159,7 @@ _EVERY = optax.chain(optax.sgd(0.05, momentum=0.9), optax.apply_every(3))
         ("deep", _EVERY),
     ],
 )
+@pytest.mark.slow
 def test_zero_updates_while_the_state_moves_are_not_a_stall(kind, tx):
     """A warm-up from a learning rate of 0, ``MultiSteps`` and ``apply_every`` emit zero
     updates while their state moves on (these ended ``stalled`` after one step before): the run
@@ -164,6 +167,7 @@ def test_zero_updates_while_the_state_moves_are_not_a_stall(kind, tx):
     _assert_follows_the_plain_loop(tx, steps=12, p=_PROBLEMS[kind]())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ce", "deep"])
 def test_zero_learning_rate_stalls_on_the_generic_path(kind):
     """Plain SGD at a learning rate of 0 has no state: its first step is a fixed point. Adam at
@@ -228,6 +232,7 @@ def test_a_fixed_point_stalls_within_the_budget_only():
     assert int(sol.status) == ufm.Status.max_steps_reached and int(sol.num_steps) == 1
 
 
+@pytest.mark.slow
 def test_vmapped_stalled_instance_beside_a_running_one():
     """One instance stalls after its first step (learning rate 0, no state) while the other runs
     on: the stalled one stops at 1 step, the other matches its single solve."""
@@ -249,6 +254,7 @@ def _delayed_adam(learning_rate, delay):
     return optax.adam(lambda count: jnp.where(count < delay, 0.0, learning_rate))
 
 
+@pytest.mark.slow
 def test_vmapped_delayed_warm_ups_match_single_solves():
     """Learning rate 0 for the first ``delay`` steps (traced, per instance): each zero step
     leaves the iterate unchanged and calls for a fixed-point test, which the instance waits for
@@ -269,6 +275,7 @@ def test_vmapped_delayed_warm_ups_match_single_solves():
         np.testing.assert_allclose(batch.params.H[i], one.params.H, rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_vmapped_learning_rates_match_single_solves():
     p = _problem()
     lrs = jnp.array([0.05, 0.2])

@@ -74,6 +74,7 @@ def test_thin_form_equals_the_k_form(form, bias, r, monkeypatch):
     np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1, 2])
 def test_tiny_lambdas_and_large_targets_solve_to_the_closed_form(d):
     """``d < n = 3``, lambdas 1e-10, targets of size 1e6 (the Cholesky form failed here):
@@ -90,6 +91,7 @@ def test_tiny_lambdas_and_large_targets_solve_to_the_closed_form(d):
     assert cmp.rank_theory == cmp.rank_solution == d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1, 2])
 def test_thin_solves_hold_the_documented_gram_accuracy_at_unit_scale(d):
     Y = _targets()
@@ -100,6 +102,7 @@ def test_thin_solves_hold_the_documented_gram_accuracy_at_unit_scale(d):
     assert max(cmp.errors["WWT"], cmp.errors["feature_gram"]) < 1e-8, cmp.errors
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("d", [1, 2])
 def test_rank_deficient_targets_that_d_features_explain(d):
     """Rank-1 targets x 1e6 with ``d >= 1 = rank`` and moderate lambdas: the fit is complete,
@@ -115,6 +118,7 @@ def test_rank_deficient_targets_that_d_features_explain(d):
     assert max(cmp.errors["WWT"], cmp.errors["feature_gram"], abs(cmp.errors["loss"])) < 1e-8
 
 
+@pytest.mark.slow
 def test_the_sweep_path_agrees_in_the_same_corner():
     """``ufm.sweep``'s ``n x n`` path (nothing of size N): every point ``successful`` at the
     closed-form loss, for lambdas 1e-10 and 1e-6 with ``d = 2 < n``."""

@@ -117,6 +117,7 @@ def test_grid_crosses_a_threshold():
     assert [int(np.sum(y > lam)) for lam in LAMS] == [2, 2, 1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "solver",
     ["lbfgs", optax.sgd(0.1, momentum=0.9)],
@@ -133,6 +134,7 @@ def test_solve_reaches_closed_form(solver):
         assert float(p.trajectory_metrics(sol.params)["imbalance"]) < 1e-6
 
 
+@pytest.mark.slow
 def test_stack_and_vmap():
     """A stack of problems solved under ``jax.vmap``; ``valid`` reports a traced negative
     ``lam`` as ``Status.invalid_input``."""
@@ -148,6 +150,7 @@ def test_stack_and_vmap():
     assert ufm.Status(int(sols.status[3])) == ufm.Status.invalid_input
 
 
+@pytest.mark.slow
 def test_restarts_all_reach_the_optimum():
     """The factorisation's landscape is benign: every restart finds the global minimum."""
     Y, lam = _targets(), LAMS[1]
@@ -178,6 +181,7 @@ def test_record_and_init_through_the_default_hooks():
         ufm.solve(p, init=Factors(np.full((M, RANK), np.nan), np.ones((N, RANK))))
 
 
+@pytest.mark.slow
 def test_sweep_over_its_hyperparameter():
     Y = _targets()
     table = ufm.sweep(
@@ -244,6 +248,7 @@ class KnownFactorisation(Factorisation):
 theory.reference.register(KnownFactorisation)(lambda problem: FactorisationReference())
 
 
+@pytest.mark.slow
 def test_a_registered_closed_form_serves_the_sweep_and_compare():
     """With a reference registered, the sweep's closed-form columns and ``theory.compare``
     report the closed form (held against the independent numpy one)."""

@@ -49,6 +49,7 @@ def test_recovers_c_from_1e_minus_10_to_lambda_min(ratio):
         assert float(val) == pytest.approx(float(metrics.nrc3(_head(Y, c, ratio), Y, gamma)))
 
 
+@pytest.mark.slow
 def test_linear_grid_is_the_papers_and_misses_c_below_its_step():
     Y = _targets()
     lam_min = _eigs(Y)[0]
@@ -65,6 +66,7 @@ def test_linear_grid_is_the_papers_and_misses_c_below_its_step():
     assert float(metrics.fit_gamma(W, Y)[0]) == pytest.approx(1e-5, rel=1e-9)
 
 
+@pytest.mark.slow
 def test_readme_example_exact_solver():
     """The README's regression example: c = 1e-4, solved by the exact solver."""
     Y = np.random.default_rng(0).normal(size=(1000, 3))
@@ -122,6 +124,7 @@ def test_global_minimum_beats_a_dense_grid_for_any_head(shape):
             assert float(val) == pytest.approx(float(metrics.nrc3(W, Y, gamma)), rel=1e-12)
 
 
+@pytest.mark.slow
 def test_vmap_matches_single_instances():
     Y = _targets()
     cs = np.array([1e-9, 1e-5, 1e-3, 0.1])

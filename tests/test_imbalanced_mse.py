@@ -123,6 +123,7 @@ def test_bias_free_class_death_threshold_against_solver():
 
 # K_A = 2 majority classes of 10, K_B = 3 minority classes of 2: N = 26, window
 # 2/676 <= lambda_H lambda_W < 5 * 10 * 2 / 26^3.
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["below", "inside_low", "inside_high", "above"])
 def test_minority_collapse_window_against_solver(where):
     K_A, n_A, K_B, n_B = 2, 10, 3, 2
@@ -197,6 +198,7 @@ def test_narrow_width_keeps_top_singular_values():
     assert abs(loss - float(tie.loss)) <= 1e-9 * loss
 
 
+@pytest.mark.slow
 def test_regularised_bias_narrow_width_refused_when_rank_exceeds_it():
     with pytest.raises(ValueError, match="feature_dim = 2"):
         im.optimum(DANG_SIZES, 0.035, 0.035, 2, 0.5)
@@ -208,6 +210,7 @@ def test_regularised_bias_narrow_width_refused_when_rank_exceeds_it():
     assert abs(loss - float(opt.loss)) <= 1e-9 * loss
 
 
+@pytest.mark.slow
 def test_jit_vmap_and_float32():
     lams = jnp.array([0.01, 0.035, 0.06])
     for bias in ("none", "free", 0.5):
@@ -322,6 +325,7 @@ def test_symbolic_bias_free_threshold_matches_numeric():
     np.testing.assert_allclose(opt.loss, total, rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_symbolic_secular_equation_and_two_level_root():
     from theory import symbolic_imbalanced as si
 

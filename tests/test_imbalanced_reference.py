@@ -18,6 +18,7 @@ def _problem(bias, loss="mse", sizes=SIZES, lam=0.035):
     return ufm.ClassificationUFM(labels, len(sizes), lam, lam, feature_dim=8, loss=loss, bias=bias)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bias", ["none", "free", 0.5])
 def test_compare_passes_at_the_optimum_and_measures_a_planted_defect(bias):
     p = _problem(bias)
@@ -46,6 +47,7 @@ def test_cross_entropy_with_unequal_classes_is_certified():
     assert opt.how.startswith("certified convex computation") and opt.gap <= 1e-11
 
 
+@pytest.mark.slow
 def test_sweep_columns_and_death_thresholds():
     # Bias-free classes of n_k die at lambda_H lambda_W = n_k / N^2 (N = 76): 8 / 76^2 = 1.4e-3
     # lies between the two lambdas^2 below, so the small classes die in the second row only.

@@ -267,6 +267,7 @@ def test_nc_metrics_match_their_definitions(seed, K):
         _close(metrics.orthogonal_frame_distance(G), ref_frame_distance(G), "frame distance")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("seed", [0, 1])
 def test_layerwise_nc_matches_the_definitions_per_layer(seed):
     """Three layers: a hidden weight (5 rows), a K-row head, and a narrow layer (p = 3 = K)."""

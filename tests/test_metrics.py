@@ -27,6 +27,7 @@ def _reference_nrc2(H, W):
     return np.mean(np.sum((Ht - Ht @ P) ** 2, axis=1))
 
 
+@pytest.mark.slow
 @given(st.sampled_from(((1, 5, 10), (3, 7, 23), (4, 9, 40))), st.integers(0, 10**6))
 def test_nrc1_nrc2_match_reference_and_bounds(shape, seed):
     n, d, M = shape  # few shapes (each compiles the metrics once), random values

@@ -144,6 +144,7 @@ def _all_nan(out) -> bool:
     return all(bool(np.all(np.isnan(np.asarray(v)))) for v in jax.tree_util.tree_leaves(out))
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(70))
 @given(st.sampled_from(SINGLE), st.integers(0, 1), st.sampled_from(BAD), st.data())
 def test_every_metric_is_nan_on_nonfinite_input(name, cfg, bad, data):

@@ -41,6 +41,7 @@ def reference(H, W, y):
     return nc1, nc4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("dtype", "offset", "rtol"), [("float64", 1e8, 1e-6), ("float32", 3e3, 1e-3)]
 )
@@ -79,6 +80,7 @@ def test_offset_nc4_streaming_float64_at_1e9_matches_the_unshifted_decision():
     assert float(um.nc4(H, W0, None, y, K)) == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [2.0**-70, 1e-20, 1e20, 2.0**70])
 def test_float32_features_at_any_scale(scale):
     """Scale-free metrics are exact under a power-of-two rescaling of the input; before, at

@@ -20,6 +20,7 @@ def _np_nc1(H, y, K):
     return np.trace(Sw @ np.linalg.pinv(Sb, rcond=1e-10)) / K
 
 
+@pytest.mark.slow
 @given(st.sampled_from(((2, 2), (3, 4), (5, 6))), st.integers(0, 10**6))
 def test_nc1_matches_pinv_reference(shape, seed):
     K, extra_d = shape  # few shapes (each compiles the metrics once), random values
@@ -31,6 +32,7 @@ def test_nc1_matches_pinv_reference(shape, seed):
     assert float(metrics.nc1(H, y, K, scale="notebook")) == pytest.approx(K * v, rel=1e-12)
 
 
+@pytest.mark.slow
 @given(st.sampled_from((3, 6)), st.integers(1, 2), st.integers(0, 10**6))
 def test_nc1_on_rank_deficient_features_matches_pinv_and_is_nonnegative(K, rank, seed):
     """Features of rank < K - 1 make Sigma_B singular: the cut-off pseudo-inverse must agree
@@ -51,6 +53,7 @@ def _ce_optimum(K=4, n=5, d=6, lam=5e-3, bias="free"):
     return p, ufm.solve(p)
 
 
+@pytest.mark.slow
 def test_all_metrics_zero_at_ce_optimum_and_positive_after_perturbation():
     p, sol = _ce_optimum()
     H, W, b = sol.params
@@ -70,6 +73,7 @@ def test_all_metrics_zero_at_ce_optimum_and_positive_after_perturbation():
     assert float(metrics.nc3(Hp, Wp, y, K)) > 1e-4
 
 
+@pytest.mark.slow
 def test_orthogonal_frame_variants_tell_mse_bias_free_from_etf():
     K, n = 4, 3
     y = tc.balanced_labels(K, n)
@@ -104,6 +108,7 @@ def test_nc2_ddof_and_nc4_by_construction():
     assert metrics.nc4(H, W, b, y, K).dtype == jnp.float64
 
 
+@pytest.mark.slow
 def test_metrics_vmap_and_errors():
     p, sol = _ce_optimum()
     Hs = jnp.stack([sol.params.H, 2 * sol.params.H])

@@ -113,6 +113,7 @@ def test_compare_traces_full_precision(problems):
     assert n_reg > 3 and n_cls > 3
 
 
+@pytest.mark.slow
 def test_sweep_runs_its_chunks_at_full_precision(problems, monkeypatch):
     """``ufm.sweep`` traces its chunks (its own ``n x n`` path included) under HIGHEST."""
     import ufm._sweep.api as sweep_module

@@ -37,6 +37,7 @@ def _assert_promise(sol, problem, dtype):
     return cmp.status
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(16))
 @given(
     log_scale=st.floats(-6, 6),
@@ -65,6 +66,7 @@ def test_exact_regression_successful_means_accurate(log_scale, log_lh, log_lw, b
 FLOAT32_MIN_LOG_LAMBDA_W = -4
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("log_scale", [-6, 0, 6])
 def test_exact_float32_converges_in_its_region(log_scale, bias):
@@ -75,6 +77,7 @@ def test_exact_float32_converges_in_its_region(log_scale, bias):
             assert _assert_promise(ufm.solve(p), p, np.float32) == "successful", p
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-14, 1e-12, 1e-8, 1e-3, 1e3])
 @pytest.mark.parametrize("scale", [1e-6, 1.0, 1e6])
 def test_small_lambdas_at_every_target_scale(lam, scale):
@@ -87,6 +90,7 @@ def test_small_lambdas_at_every_target_scale(lam, scale):
     assert _assert_promise(ufm.solve(p), p, np.float64) == "successful"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lam", [1e-12, 1e-8, 1e-2])
 @pytest.mark.parametrize("bias", ["none", "free"])
 def test_exact_classification_small_lambda(lam, bias):
@@ -95,6 +99,7 @@ def test_exact_classification_small_lambda(lam, bias):
     assert _assert_promise(ufm.solve(p), p, np.float64) == "successful"
 
 
+@pytest.mark.slow
 def test_gradient_solver_never_claims_success_wrongly():
     """L-BFGS from the papers' N(0, 0.1^2) init is badly scaled for targets of size 1e6 or
     lambdas of 1e-12: it may not converge, but a successful status must still be accurate."""
@@ -106,6 +111,7 @@ def test_gradient_solver_never_claims_success_wrongly():
     assert statuses[-1] == "successful"
 
 
+@pytest.mark.slow
 def test_zero_optimal_value_needs_atol():
     """At zero regularisation the optimal value is 0 and no relative test holds: the default
     tolerance ends at max_steps, an explicit atol (units of the objective) converges."""

@@ -13,6 +13,7 @@ import theory
 import ufm
 
 
+@pytest.mark.slow
 @given(regression_problems())
 @regime_examples(large=True)
 def test_exact_solver_matches_closed_form(problem):
@@ -22,6 +23,7 @@ def test_exact_solver_matches_closed_form(problem):
     assert cmp.passed(1e-8), cmp.table(1e-8)
 
 
+@pytest.mark.slow
 @given(regression_problems())
 @regime_examples()
 def test_lbfgs_all_variables_matches_closed_form(problem):
@@ -35,6 +37,7 @@ def _problem(M=60, n=3, d=8, lam=0.05, seed=0, dtype=np.float64, bias=True):
     return ufm.RegressionUFM(Y, lam, lam, d, bias=bias)
 
 
+@pytest.mark.slow
 def test_momentum_and_adam_reach_closed_form():
     p = _problem()
     sol = ufm.solve(p, optax.sgd(0.1, momentum=0.9), max_steps=20_000)
@@ -54,6 +57,7 @@ def test_diverging_learning_rate_is_nonfinite_not_successful():
     assert not bool(sol.succeeded)
 
 
+@pytest.mark.slow
 def test_max_steps_reached_and_throw():
     p = _problem()
     sol = ufm.solve(p, "lbfgs", max_steps=3)
@@ -98,6 +102,7 @@ def test_compile_counter_counts():
     assert c.count >= 1
 
 
+@pytest.mark.slow
 def test_vmap_over_problems_and_keys_compiles_once():
     Y = random_targets(np.random.default_rng(0), 50, 3)
 
@@ -125,6 +130,7 @@ def test_vmap_over_problems_and_keys_compiles_once():
     assert c.count == 0
 
 
+@pytest.mark.slow
 def test_vmap_over_keys_only_and_jit_of_solve():
     p = _problem()
     keys = jax.random.split(jax.random.PRNGKey(5), 4)
@@ -136,6 +142,7 @@ def test_vmap_over_keys_only_and_jit_of_solve():
     np.testing.assert_allclose(jitted(p), theory.regression.optimum_of(p).loss, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_learning_rate_sweep_under_vmap_compiles_once_and_leaks_nothing():
     p = _problem()
 
@@ -162,6 +169,7 @@ def test_learning_rate_sweep_under_vmap_compiles_once_and_leaks_nothing():
     np.testing.assert_allclose(again.loss[1], one.loss, rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_bad_values_under_vmap_end_nonfinite_not_successful():
     Y = random_targets(np.random.default_rng(0), 30, 2)
 
@@ -176,6 +184,7 @@ def test_bad_values_under_vmap_end_nonfinite_not_successful():
     assert status.tolist() == [S.successful, S.nonfinite, S.invalid_input, S.invalid_input]
 
 
+@pytest.mark.slow
 def test_saddle_is_never_reported_as_success():
     """W = H = 0 is a stationary point (a strict saddle below the threshold): the global-
     optimality certificate turns the would-be success into status saddle."""
@@ -194,6 +203,7 @@ def test_saddle_is_never_reported_as_success():
     assert int(sol.status) == ufm.Status.saddle
 
 
+@pytest.mark.slow
 def test_default_solver_and_batched_problem_errors():
     p0 = ufm.RegressionUFM(_problem().targets, 0.0, 0.0, 8)
     sol = ufm.solve(p0, max_steps=50)  # zero lambdas: falls back to L-BFGS, no error
@@ -203,6 +213,7 @@ def test_default_solver_and_batched_problem_errors():
         ufm.solve(batch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("solver", ["exact", "lbfgs"])
 def test_float32(solver):
     p = _problem(dtype=np.float32)
@@ -213,6 +224,7 @@ def test_float32(solver):
     assert cmp.passed(1e-4), cmp.table(1e-4)
 
 
+@pytest.mark.slow
 def test_trajectory_recorded_inside_loop():
     p = _problem()
     sol = ufm.solve(p, "lbfgs", record_every=10)

@@ -42,6 +42,7 @@ class _PlainLBFGS(ufm.Solver):
         return optax.lbfgs()
 
 
+@pytest.mark.slow
 def test_a_solver_from_outside_the_package_solves():
     Y = np.random.default_rng(0).normal(size=(30, 3))
     p = ufm.RegressionUFM(Y, 1e-2, 1e-2, 4)

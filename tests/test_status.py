@@ -49,6 +49,7 @@ def test_single_solution_prints_status_loss_steps_and_message():
     assert f"{float(sol.loss):.10g}" in text
 
 
+@pytest.mark.slow
 def test_batched_solution_counts_each_status():
     p = _problem()
     rtols = jnp.array([1e-10, 0.0, 1e-10])
@@ -67,6 +68,7 @@ def test_batched_solution_counts_each_status():
     assert first.status_name == "successful"
 
 
+@pytest.mark.slow
 def test_repr_of_a_traced_solution_is_the_plain_one():
     seen = []
 
@@ -114,6 +116,7 @@ def test_restart_rates_under_a_batch_axis():
     np.testing.assert_allclose(r.stationary_rate, [1.0, 1.0])
 
 
+@pytest.mark.slow
 def test_solve_with_restarts_reports_steps_and_rates():
     sol = ufm.solve(_problem(), "lbfgs", restarts=3)
     r = sol.restarts

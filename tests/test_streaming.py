@@ -82,6 +82,7 @@ NC_SIZES = ((23, 3, 5), (11, 4, 2))
 NOTEBOOK = {"scale": "notebook", "ddof": 1, "nc3_variant": "zhu"}
 
 
+@pytest.mark.slow
 @given(
     seed=st.integers(0, 2**16),
     sizes=st.sampled_from(NC_SIZES),
@@ -122,6 +123,7 @@ def nrc_data(seed, M, n, d, shift, rank=None):
 NRC_SIZES = ((23, 2, 5), (9, 3, 2))  # n < d and n > d
 
 
+@pytest.mark.slow
 @given(
     seed=st.integers(0, 2**16),
     sizes=st.sampled_from(NRC_SIZES),

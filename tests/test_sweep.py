@@ -36,6 +36,7 @@ def table():
     return t
 
 
+@pytest.mark.slow
 def test_regression_table_matches_closed_form(table):
     names = table.names
     assert names[:5] == ["lambda_H", "lambda_W", "seed", "status", "loss"]
@@ -68,6 +69,7 @@ def test_regression_table_matches_closed_form(table):
     np.testing.assert_allclose(table["loss_theory"][i], float(ref.loss), rtol=1e-13)
 
 
+@pytest.mark.slow
 def test_reduced_path_equals_solve_of_each_point(table):
     # The n x n path runs the exact solver's own iteration: the same loss and steps as
     # ufm.solve at a point (which recovers H and evaluates the full objective).
@@ -225,6 +227,7 @@ def test_table_csv_and_pandas(table, tmp_path):
     assert list(df.columns) == table.names and isinstance(df, pd.DataFrame)
 
 
+@pytest.mark.slow
 def test_classification_mse_with_restarts_matches_closed_form():
     import theory
 
@@ -244,6 +247,7 @@ def test_classification_mse_with_restarts_matches_closed_form():
     assert np.max(t["nc2"][live]) < 1e-8 and np.max(t["nc3"][live]) < 1e-8
 
 
+@pytest.mark.slow
 def test_deep_linear_sweep_against_theory_deep():
     # Full path (L-BFGS on every variable), layer-wise metrics, closed form from theory.deep.
     Y = default_targets(3, 24, 0)

@@ -62,6 +62,7 @@ def test_bad_arguments_exit_2_before_any_work(tmp_path, capsys):
     assert exc.value.code == 2 and "is a directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_cli_writes_the_api_table_resumes_and_plots(tmp_path, capsys):
     out, png = tmp_path / "r.csv", tmp_path / "phase.png"
     assert main([*ARGS, *GRID, "--out", str(out), "--plot", str(png)]) == 0

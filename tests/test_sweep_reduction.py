@@ -44,6 +44,7 @@ def test_class_sizes_are_a_leaf_and_the_full_problem_comes_back():
     np.testing.assert_array_equal(sizes, np.tile(np.bincount(IMBALANCED), (2, 1)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["ce", "mse"])
 @pytest.mark.parametrize("bias", ["none", "free", 0.4])
 def test_reduced_problem_equals_the_full_one_at_the_expanded_point(loss, bias):
@@ -80,6 +81,7 @@ def test_reduced_problem_equals_the_full_one_at_the_expanded_point(loss, bias):
         np.testing.assert_allclose(mq[k], mp[k], rtol=1e-12, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_reduced_solve_reaches_the_full_solve():
     p = ufm.ClassificationUFM(IMBALANCED, 3, 0.01, 0.02, 4, loss="ce", bias="free")
     red = p.reduction()
@@ -118,6 +120,7 @@ def ce_tables():
     return ufm.sweep(p, LAMS, **kw), ufm.sweep(p, LAMS, reduction=False, **kw)
 
 
+@pytest.mark.slow
 def test_reduced_sweep_matches_the_unreduced_sweep_and_the_closed_form(ce_tables):
     red, full = ce_tables
     assert np.all(red["status"] == "successful") and np.all(full["status"] == "successful")

@@ -18,6 +18,7 @@ def regression():
     return ufm.RegressionUFM(default_targets(3, 40, 0), 0.1, 0.1, 6)
 
 
+@pytest.mark.slow
 def test_nxn_path_explains_the_metrics_it_does_not_measure(regression):
     t = ufm.sweep(regression, {"lambda_H": LAMS}, progress=False)
     notes = t.meta["nan_columns"]
@@ -33,6 +34,7 @@ def test_nxn_path_explains_the_metrics_it_does_not_measure(regression):
     np.testing.assert_allclose(full["loss_theory"], t["loss_theory"], rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_a_zero_lambda_row_is_nan_and_said_so(regression):
     t = ufm.sweep(regression, {"lambda_H": [0.0, 0.1]}, solver="lbfgs", progress=False)
     assert np.isnan(t["loss_theory"][0]) and t["rank_theory"][0] == -1
@@ -40,6 +42,7 @@ def test_a_zero_lambda_row_is_nan_and_said_so(regression):
     assert "lambda_H or lambda_W is 0" in t.meta["nan_rows"]
 
 
+@pytest.mark.slow
 def test_classification_columns_name_the_class_mean_gram():
     labels = np.repeat(np.arange(3), 2)
     p = ufm.ClassificationUFM(labels, 3, 1e-2, 1e-2, 4, loss="mse", bias="free")

@@ -216,6 +216,7 @@ def test_single_output():
     _check_consistency(opt, targets, "1/2", "1/3")
 
 
+@pytest.mark.slow
 @settings(max_examples=examples(8))
 @given(
     targets=st.lists(st.lists(st.integers(-3, 3), min_size=2, max_size=2), min_size=2, max_size=4),

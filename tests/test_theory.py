@@ -16,6 +16,7 @@ def problems():
     return regression_problems(ratios=(0.1, 1.0, 3.0))
 
 
+@pytest.mark.slow
 @given(problems())
 @regime_examples()
 def test_closed_form_is_a_stationary_point_with_the_stated_loss(p):
@@ -96,6 +97,7 @@ def test_optimum_vmaps_over_problems():
         np.testing.assert_allclose(opts.WWT[i], one.WWT, atol=1e-14)
 
 
+@pytest.mark.slow
 def test_zero_regularisation_does_not_collapse():
     Y = random_targets(np.random.default_rng(2), 60, 3)
     r = theory.regression.zero_regularisation_check(Y, 10, num_inits=3)
@@ -105,6 +107,7 @@ def test_zero_regularisation_does_not_collapse():
     assert r.passed()
 
 
+@pytest.mark.slow
 def test_compare_detects_a_wrong_solution():
     p = ufm.RegressionUFM(random_targets(np.random.default_rng(0), 30, 3), 0.05, 0.05, 5)
     sol = ufm.solve(p)
@@ -119,6 +122,7 @@ def test_compare_detects_a_wrong_solution():
     assert not theory.compare(early, p).passed(1e-2)
 
 
+@pytest.mark.slow
 def test_precompile_compiles_what_compare_runs():
     compiles = []
 
@@ -142,6 +146,7 @@ def test_precompile_compiles_what_compare_runs():
     assert theory.precompile(deep) is None  # several programs: nothing to compile ahead
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("scale", [1.0, 1e6])
 def test_a_null_direction_of_sigma_is_not_a_kept_one(scale):
     """M = 2 samples with a bias: the centred targets have rank 1, so Sigma has an exact null

@@ -288,6 +288,7 @@ def _check_restarts(o, Y, relu, key):
     return H, Ws
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("widths", [(3, 3), (3, 2, 3)])
 def test_linear_closed_form_against_restarts(widths):
     """Targets with singular values (1.5, 1, 0.7) sqrt(N); lambda puts the last direction that

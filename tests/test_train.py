@@ -52,6 +52,7 @@ def class_runs(classes):
     return {wd: _fit_classes(X, y, wd) for wd in (0.0, WD)}
 
 
+@pytest.mark.slow
 def test_records_shapes_and_consistency(classes, class_runs):
     X, y = classes
     res = class_runs[WD]
@@ -87,6 +88,7 @@ def test_records_shapes_and_consistency(classes, class_runs):
     np.testing.assert_allclose(res.records["accuracy"][-1], np.mean(Zn.argmax(1) == y))
 
 
+@pytest.mark.slow
 def test_loss_decreases_and_weight_decay_collapses_classes(class_runs):
     plain, decayed = class_runs[0.0], class_runs[WD]
     for res in (plain, decayed):
@@ -135,6 +137,7 @@ def test_no_recompile_for_new_key_weight_decay_learning_rate_and_data(classes):
     assert cc.count == 0
 
 
+@pytest.mark.slow
 def test_vmap_over_weight_decay_matches_single_runs(classes, class_runs):
     X, y = classes
     batched = jax.vmap(lambda wd: _fit_classes(X, y, wd))(jnp.array([0.0, WD]))
@@ -146,6 +149,7 @@ def test_vmap_over_weight_decay_matches_single_runs(classes, class_runs):
             )
 
 
+@pytest.mark.slow
 def test_minibatches_with_an_optax_optimizer_and_a_record_subset(classes):
     X, y = classes
     res = ufm.train.fit(ufm.train.MLP((D, 16, K), activation="tanh", bias=False), X, y,
