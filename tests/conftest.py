@@ -41,6 +41,20 @@ jax.config.update("jax_enable_x64", True)
 # JAX setting) or write to the user's cache; tests of that cache unset this themselves.
 os.environ.setdefault("UFM_NO_COMPILE_CACHE", "1")
 
+# Compiling dominates the suite's time (about 85% of it on a 2-core CPU), and most of a CPU
+# compilation is LLVM optimising the generated code, which the tests' small programs do not
+# need: the suite compiles with LLVM's optimisation level 0. XLA's HLO passes, fusion
+# included, are unchanged and floating-point code is not reassociated, but the results can
+# differ from an optimised build's in the last bits (e.g. where multiply-adds are fused), which
+# every tolerance here absorbs; a test that compares two processes bit for bit passes these
+# flags on. ``UFM_TEST_XLA_OPT=full`` tests the fully optimised backend that users get (a
+# maintainer's run before a release); an ``XLA_FLAGS`` that already sets the level is kept.
+# Set before JAX starts its backend, and inherited by every subprocess.
+if os.environ.get("UFM_TEST_XLA_OPT", "") != "full":
+    _flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_backend_optimization_level" not in _flags:
+        os.environ["XLA_FLAGS"] = (_flags + " --xla_backend_optimization_level=0").strip()
+
 # One JAX persistent compilation cache for the whole run, shared by the pytest-xdist workers and
 # by every subprocess a test starts (the command line, the README's tour, the notebooks): a
 # program compiled once anywhere in the run is loaded from disk everywhere else, also after

@@ -4,8 +4,10 @@
 The subprocess (1) solves one problem with its sample axis sharded (``ufm.shard_samples``;
 the parent solves it unsharded), and (2) runs the sweep of tests/test_sweep.py sharded across
 the 4 devices, writing to a results file, until the parent kills it with SIGKILL in the middle
-of a chunk's write. The parent then resumes the sweep unsharded in-process: the file must end
-with every point once, and the table must equal an uninterrupted unsharded run.
+of a chunk's write. A second subprocess then resumes the sweep unsharded, on one device: the
+file must end with every point once, and the table must equal an uninterrupted unsharded run,
+bit for bit. Both subprocesses compile as a user's program does (without the suite's XLA
+flags, tests/conftest.py), so the rows of the two device counts can be compared exactly.
 """
 
 import json
@@ -75,11 +77,32 @@ SCRIPT = textwrap.dedent(
     """
 )
 
+RESUME = textwrap.dedent(
+    """
+    import os, sys
+    import jax
+    jax.config.update("jax_enable_x64", True)
+    import numpy as np
+    import ufm
+    from ufm._cli.check import default_targets
+
+    out_dir = sys.argv[1]
+    assert len(jax.devices()) == 1, jax.devices()
+    p = ufm.RegressionUFM(default_targets(3, 40, 0), 0.1, 0.1, 5)
+    lams = np.geomspace(1e-3, 1.0, 4)
+    grid = {"lambda_H": lams, "lambda_W": lams}
+    resumed = ufm.sweep(p, grid, seeds=2, chunk_size=8, out=os.path.join(out_dir, "r.csv"))
+    fresh = ufm.sweep(p, grid, seeds=2, chunk_size=8)
+    for name, table in (("resumed", resumed), ("fresh", fresh)):
+        np.savez(os.path.join(out_dir, name + ".npz"), **{k: table[k] for k in table.names})
+    """
+)
+
 
 @pytest.mark.slow
 def test_sharded_solve_and_sweep_killed_mid_write_then_resumed(tmp_path):
     env = dict(os.environ)
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"  # and not the suite's flags
     env["XDG_CACHE_HOME"] = str(tmp_path / "cache")
     for k in ("UFM_NO_COMPILE_CACHE", "UFM_CACHE_DIR", "JAX_COMPILATION_CACHE_DIR"):
         env.pop(k, None)
@@ -125,11 +148,16 @@ def test_sharded_solve_and_sweep_killed_mid_write_then_resumed(tmp_path):
     assert not text.endswith("\n")  # a torn last line
     torn_rows = text.split("\n")[3:-1]
     assert 8 <= len(torn_rows) < 16
-    resumed = ufm.sweep(p, GRID, seeds=2, chunk_size=8, out=out)
-    fresh = ufm.sweep(p, GRID, seeds=2, chunk_size=8)
+    env.pop("XLA_FLAGS")  # one device, compiled as a user's program is
+    done = subprocess.run(
+        [sys.executable, "-c", RESUME, str(tmp_path)], capture_output=True, text=True, env=env
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed, fresh = (np.load(tmp_path / f"{name}.npz") for name in ("resumed", "fresh"))
     rows = out.read_text().split("\n")[3:-1]
     assert out.read_text().endswith("\n") and len(rows) == 32 and len(set(rows)) == 32
     assert rows[: len(torn_rows)] == torn_rows  # complete rows are never rewritten
-    for k in fresh.names:
+    assert sorted(resumed.files) == sorted(fresh.files) and "loss" in fresh.files
+    for k in fresh.files:
         # Rows computed on 4 devices (sharded) equal those computed on one.
         np.testing.assert_array_equal(resumed[k], fresh[k], err_msg=k)
