@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validate import check_memory
 from ._streaming import as_rows, eigh_desc, finite, quiet
-from ._streaming_nc import _EPS, _inv_above, _labels
+from ._streaming_nc import _EPS, _inv_above, _labels, check_class_counts
 
 
 class PerClassNC1Accumulator:
@@ -98,14 +98,7 @@ class PerClassNC1Accumulator:
         return self
 
     def _check_classes(self) -> None:
-        if self.count == 0:
-            raise ValueError("no samples: call update with at least one non-empty batch")
-        empty = np.flatnonzero(self.counts == 0)
-        if empty.size:
-            raise ValueError(
-                f"every class needs at least one sample: classes {empty.tolist()} of "
-                f"num_classes = {self.num_classes} have none"
-            )
+        check_class_counts(self.count, self.counts, self.num_classes)
 
     @quiet
     def result(self, *, scale: str = "papyan") -> dict:

@@ -70,6 +70,18 @@ def _nc2_rows(A: np.ndarray, ddof: int) -> dict[str, float]:
     }
 
 
+def check_class_counts(count: int, counts: np.ndarray, num_classes: int) -> None:
+    """Refuse a result before any sample, or with a class that has none."""
+    if count == 0:
+        raise ValueError("no samples: call update with at least one non-empty batch")
+    empty = np.flatnonzero(counts == 0)
+    if empty.size:
+        raise ValueError(
+            f"every class needs at least one sample: classes {empty.tolist()} of "
+            f"num_classes = {num_classes} have none"
+        )
+
+
 class NCAccumulator:
     r"""Streaming NC1-NC4 of one layer: the numbers of :func:`ufm.metrics.nc1` ...
     :func:`ufm.metrics.nc4` (docs/theory.md section 4), memory ``O(d^2 + K d)``.
@@ -223,14 +235,7 @@ class NCAccumulator:
         return self
 
     def _check_classes(self) -> None:
-        if self.count == 0:
-            raise ValueError("no samples: call update with at least one non-empty batch")
-        empty = np.flatnonzero(self.counts == 0)
-        if empty.size:
-            raise ValueError(
-                f"every class needs at least one sample: classes {empty.tolist()} of "
-                f"num_classes = {self.num_classes} have none"
-            )
+        check_class_counts(self.count, self.counts, self.num_classes)
 
     def _nc4(self) -> float | None:
         """NC4 after a complete second pass, None without one."""
