@@ -72,6 +72,44 @@ def test_linearise_with_unit_scales_matches_autodiff(n):
     np.testing.assert_allclose(ynorm, optax.tree.norm(y0), rtol=1e-13)
 
 
+@jax.jit
+def _linearised_and_autodiff(p, key):
+    """``(fn.linearise, fn.gradient)`` and autodiff's ``(value, gradient, ||gradient||,
+    ||y||)`` at one point, for the default scales and ``precondition=False``'s (one program)."""
+    out = []
+    for precondition in (True, False):
+        solver = ufm.OptaxSolver(optax.sgd, learning_rate=0.1, precondition=precondition)
+        fn, y0, _ = solver.setup(p, key, None)
+        y = ufm.Params(20 * y0.H, 30 * y0.W, y0.b + 0.25)  # logits of order 1, a nonzero bias
+        f, aux, gnorm, ynorm = fn.linearise(y)
+        f_ad, g_ad = jax.value_and_grad(fn)(y)
+        ad = (f_ad, g_ad, optax.tree.norm(g_ad), optax.tree.norm(y))
+        out.append(((f, fn.gradient(y, aux), gnorm, ynorm), ad))
+    return out
+
+
+@pytest.mark.parametrize(
+    "loss, bias, K", [("mse", "none", 3), ("mse", 0.3, 9), ("ce", "free", 9), ("ce", 0.3, 3)]
+)
+def test_classification_linearise_matches_autodiff(loss, bias, K):
+    """``ClassificationUFM``'s hand-written linearisation, with the default scales and with
+    ``precondition=False``'s unit ones: value, gradient and both norms equal autodiff's of the
+    objective in the solver's variables (``K = 9`` takes the matrix-product form of ``E V``,
+    ``K = 3`` the rank-one sum; CE with label smoothing 0.2)."""
+    labels = np.arange(2 * K + 1) % K
+    delta = 0.2 if loss == "ce" else 0.0
+    p = ufm.ClassificationUFM(labels, K, 0.02, 0.01, 10, loss, bias, label_smoothing=delta)
+    for (f, g, gnorm, ynorm), (f_ad, g_ad, gnorm_ad, ynorm_ad) in _linearised_and_autodiff(
+        p, jax.random.PRNGKey(2)
+    ):
+        np.testing.assert_allclose(f, f_ad, rtol=1e-13)
+        for a, b in zip(g, g_ad, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15 * float(jnp.max(jnp.abs(b))))
+        assert float(jnp.max(jnp.abs(g.H))) > 1e-2
+        np.testing.assert_allclose(gnorm, gnorm_ad, rtol=1e-13)
+        np.testing.assert_allclose(ynorm, ynorm_ad, rtol=1e-13)
+
+
 def _loop_passes():
     path = pathlib.Path(__file__).parents[1] / "benchmarks" / "dynamics.py"
     spec = importlib.util.spec_from_file_location("_benchmark_dynamics", path)
@@ -86,16 +124,32 @@ _SOLVERS = {
 }
 
 
+_PASS_PROBLEMS = {
+    "regression": lambda M, d: ufm.RegressionUFM(
+        np.random.default_rng(0).normal(size=(M, 3)), 1e-3, 1e-3, d
+    ),
+    "ce": lambda M, d: ufm.ClassificationUFM(
+        np.arange(M) % 4, 4, 1e-3, 1e-3, d, loss="ce", bias="free", label_smoothing=0.1
+    ),
+}
+
+
 @pytest.mark.parametrize(
-    "kind", ["momentum", pytest.param("adam", marks=pytest.mark.slow)], ids=str
+    "problem, kind",
+    [
+        ("regression", "momentum"),
+        pytest.param("regression", "adam", marks=pytest.mark.slow),
+        ("ce", "momentum"),
+        pytest.param("ce", "adam", marks=pytest.mark.slow),
+    ],
 )
-def test_a_step_moves_as_much_memory_with_and_without_preconditioning(kind):
+def test_a_step_moves_as_much_memory_with_and_without_preconditioning(problem, kind):
     """The compiled solve's step reads and writes ``M x d`` arrays as often with
     ``precondition=False`` as with the default scales (the same fast step). At (M, d) =
     (1000, 16) XLA:CPU fuses the step as it does at M = 1e5 (10 transfers for momentum, 14 for
-    Adam, with the stopping test)."""
+    Adam, with the stopping test, for both problems)."""
     M, d = 1000, 16
-    p = ufm.RegressionUFM(np.random.default_rng(0).normal(size=(M, 3)), 1e-3, 1e-3, d)
+    p = _PASS_PROBLEMS[problem](M, d)
     factory, hyper, floor = _SOLVERS[kind]
     loop_passes = _loop_passes()
     counts, zero = {}, jnp.zeros(())

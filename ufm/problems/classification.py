@@ -10,7 +10,7 @@ import numpy as np
 
 from .. import metrics
 from .._certificate import gradient_rounding, violation
-from .._linalg import eps_of
+from .._linalg import eps_of, mm
 from .._types import MSEData, Params
 from .._validate import (
     bias_option,
@@ -22,7 +22,7 @@ from .._validate import (
     labels_array,
 )
 from ._base import Problem, Reduction, check_feature_dim, check_variables_fit
-from .regression import check_one_layer_init, one_layer_init
+from .regression import _feature_gradient, check_one_layer_init, one_layer_init
 
 LOSSES = ("mse", "ce")
 
@@ -194,6 +194,74 @@ class ClassificationUFM(Problem):
     def feature_sq(self, H: jax.Array) -> jax.Array:
         """``||H||_F^2``, the feature penalty's sum over samples."""
         return jnp.sum(H**2)
+
+    def linearise(self, y: Params, scales: Params):
+        r"""The objective, the gradient's small parts and two squared norms, exactly.
+
+        With ``E = N dD/dZ`` of shape ``(N, K)`` for the data term ``D`` at the logits ``Z =
+        H W^T + 1 b^T`` (MSE: ``E = Z - Y``; CE: ``E = softmax(Z) - Q``, ``Q`` the smoothed
+        targets), the exact gradient of the class docstring's ``L`` is::
+
+            dL/dH = E W / N + lambda_H H,   dL/dW = E^T H / N + lambda_W W,
+            dL/db = E^T 1 / N [+ lambda_b b]
+
+        In the solver's variables ``y = params / scales`` (:meth:`precondition_scales`),
+        ``dL/dy_H = E V + c y_H`` with the small ``V = s_H s_W y_W / N`` of shape ``(K, d)``
+        and the scalar ``c = s_H^2 lambda_H``, so the ``N x d`` work is the same operations
+        whatever the scales (``precondition=False`` included; ``ufm/problems/_base.py``).
+        Returns ``(L, aux, ||dL/dy||^2, ||y||^2)`` with ``aux = (E, dL/dy_W, dL/dy_b)``, as
+        ``RegressionUFM.linearise`` does (which describes the passes over ``y_H``);
+        :meth:`gradient` rebuilds ``dL/dy_H`` inside the optimiser's update.
+        """
+        y_H, y_W, y_b = y
+        s_H, s_W, s_b = scales
+        W, b = s_W * y_W, s_b * y_b
+        N = self.num_samples
+        Z = mm(y_H, (s_H * W).T)
+        if self.has_bias:
+            Z = Z + b
+        Y = self.targets
+        if self.is_mse:
+            E = Z - Y
+            data = 0.5 / N * jnp.sum(E**2)
+        else:
+            lse = jax.nn.logsumexp(Z, axis=1)
+            E = jnp.exp(Z - lse[:, None]) - self.smoothed_targets
+            picked = jnp.take_along_axis(Z, self.labels[:, None], axis=1)[:, 0]
+            data = jnp.mean(lse - _smoothed(self, picked, Z))
+        V, c = self._feature_coefficients(y_W, scales)
+        # ``c`` through a barrier, as in ``RegressionUFM.linearise``: the norm's reduction then
+        # broadcasts its own scalar instead of sharing an ``N x d`` one with the update.
+        g_H = _feature_gradient(y_H, E, V, jax.lax.optimization_barrier(c))
+        # Separate passes: XLA:CPU does not fuse reductions with one another.
+        g_W = s_W * (s_H * mm(E.T, y_H) / N + self.lambda_W * W)
+        yH_sq = jnp.sum(y_H**2)
+        gH_sq = jnp.sum(g_H**2)
+        if self.has_bias:
+            g_b = jnp.sum(E, axis=0) / N
+            if self.bias_mode == "reg":
+                g_b = g_b + self.lambda_b * b
+                data = data + 0.5 * self.lambda_b * jnp.sum(b**2)
+            g_b = s_b * g_b
+        else:
+            g_b = jnp.zeros_like(y_b)
+        value = data + 0.5 * self.lambda_H * s_H**2 * yH_sq + 0.5 * self.lambda_W * jnp.sum(W**2)
+        grad_sq = gH_sq + jnp.sum(g_W**2) + jnp.sum(g_b**2)
+        y_sq = yH_sq + jnp.sum(y_W**2) + jnp.sum(y_b**2)
+        return value, (E, g_W, g_b), grad_sq, y_sq
+
+    def gradient(self, y: Params, aux, scales: Params) -> Params:
+        """``dL/dy`` from :meth:`linearise`'s ``aux``; its ``H`` block is elementwise in
+        ``y_H``."""
+        E, g_W, g_b = aux
+        V, c = self._feature_coefficients(y.W, scales)
+        return Params(_feature_gradient(y.H, E, V, c), g_W, g_b)
+
+    def _feature_coefficients(self, y_W, scales):
+        """``(V, c)`` of ``dL/dy_H = E V + c y_H``: ``V = s_H s_W y_W / N`` (``(K, d)``) and
+        ``c = s_H^2 lambda_H``."""
+        s_H, s_W, _ = scales
+        return (s_H * s_W / self.num_samples) * y_W, s_H**2 * self.lambda_H
 
     def data_term(self, Z: jax.Array, b: jax.Array) -> jax.Array:
         """The data term at logits ``Z + 1 b^T`` (``Z = H W^T``; ``b`` ignored without bias)."""
