@@ -1,7 +1,8 @@
 """The fast step of the gradient solvers: the regression problem's hand-written linearisation
 (``RegressionUFM.linearise`` / ``gradient``) against autodiff, and the loop that uses it against
 a plain optax loop on ``jax.grad``; the ``stalled`` test of optax optimisers (a fixed point of
-the whole step) on that path and on the generic one (classification, deep)."""
+the whole step) on the hand-written path (regression, classification) and on the generic
+autodiff one (deep)."""
 
 import jax
 import jax.numpy as jnp
@@ -163,15 +164,16 @@ _EVERY = optax.chain(optax.sgd(0.05, momentum=0.9), optax.apply_every(3))
 def test_zero_updates_while_the_state_moves_are_not_a_stall(kind, tx):
     """A warm-up from a learning rate of 0, ``MultiSteps`` and ``apply_every`` emit zero
     updates while their state moves on (these ended ``stalled`` after one step before): the run
-    follows the plain optax loop, on the fast path (regression) and the generic one."""
+    follows the plain optax loop, on the hand-written path and the generic one."""
     _assert_follows_the_plain_loop(tx, steps=12, p=_PROBLEMS[kind]())
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["ce", "deep"])
-def test_zero_learning_rate_stalls_on_the_generic_path(kind):
+def test_zero_learning_rate_stalls(kind):
     """Plain SGD at a learning rate of 0 has no state: its first step is a fixed point. Adam at
-    0 is none (its step counter moves): it uses the budget."""
+    0 is none (its step counter moves): it uses the budget. Cross-entropy takes the
+    hand-written path, the deep problem the generic one."""
     p = _PROBLEMS[kind]()
     sol = ufm.solve(p, optax.sgd(0.0), max_steps=20)
     assert int(sol.status) == ufm.Status.stalled and int(sol.num_steps) == 1

@@ -19,11 +19,13 @@ papers' dynamics on the objective as written. On a problem's hand-written linear
 a step costs the same either way: the same compiled passes over the large arrays
 (``tests/test_precondition.py``; timings in ``benchmarks/dynamics.py``). On the autodiff path
 the scaled variables are multiplied out (``H = s_H y_H``) before the objective reads them, which
-XLA:CPU may write out as an array: there the unpreconditioned step can be the cheaper one.
+XLA:CPU may write out as an array: there (the deep problem, the class-mean reduction) the
+unpreconditioned step can be the cheaper one.
 
 A problem may offer an exact hand-written linearisation (``linearise(y, scales)`` and
-``gradient(y, aux, scales)``, e.g. ``RegressionUFM``); the momentum and Adam solvers then
-run the memory-lean step of ``ufm/_iterate.py`` (``benchmarks/dynamics.py`` measures it).
+``gradient(y, aux, scales)``: ``RegressionUFM``, ``ClassificationUFM``); the momentum and Adam
+solvers then run the memory-lean step of ``ufm/_iterate.py`` (``benchmarks/dynamics.py``
+measures it).
 
 Solvers are pytrees: :class:`Exact` and :class:`LBFGS` are static (hashable settings), and
 :class:`OptaxSolver` built from a factory carries its float hyperparameters as traced leaves, so

@@ -45,8 +45,9 @@ Optional hooks, with defaults in :class:`Problem`:
 one scale a row).
 
 The linearisation (the loop in ``ufm/_iterate.py`` uses it when present, with the momentum/Adam
-family of solvers; ``RegressionUFM`` has it) is exact and in the solver's variables
-``y = params / scales``: ``linearise(y, scales) -> (value, aux, ||grad_y||^2, ||y||^2)`` and
+family of solvers; ``RegressionUFM`` and ``ClassificationUFM`` have it) is exact and in the
+solver's variables ``y = params / scales``:
+``linearise(y, scales) -> (value, aux, ||grad_y||^2, ||y||^2)`` and
 ``gradient(y, aux, scales) -> grad_y``, where ``aux`` is whatever small data rebuilds the
 gradient (the loop stores ``aux``, not the gradient). Test them against autodiff. Gather the
 scales into the small factors of the large blocks' gradient (``RegressionUFM``:
