@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ufm._validate import bias_option
+from ufm._validate import bias_option, is_concrete, positive_scalar
 
 
 def _lse(L):
@@ -237,9 +237,8 @@ def _setup(class_sizes, lambda_H, lambda_W, bias, label_smoothing) -> _Setup:
 
 
 def _positive(x, name: str) -> float:
-    if isinstance(x, bool) or np.ndim(x) != 0:
-        raise ValueError(f"{name} must be a real scalar > 0, got {x!r}")
-    v = float(x)
-    if not (math.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be > 0 and finite for a certified optimum, got {v}")
-    return v
+    """A concrete real scalar > 0 as a float (the shared check, in float64)."""
+    v = positive_scalar(x, name, np.float64, "a certified optimum")
+    if not is_concrete(v):
+        raise ValueError(f"{name} must be a concrete number for a certified optimum, got {x!r}")
+    return float(v)

@@ -70,10 +70,10 @@ from ufm._validate import (
     check_int,
     check_key,
     check_label_smoothing,
-    float_array,
     float_dtype,
     is_concrete,
     positive_number,
+    positive_scalar,
 )
 from ufm.problems import ClassificationUFM
 
@@ -142,18 +142,6 @@ def ce_scale_root(K: int, s, iters: int = 200):
     return jnp.where(dF(0.0) >= 0, 0.0, 0.5 * (lo + hi))
 
 
-def _positive(x, name: str, dtype) -> jax.Array:
-    """A real scalar (not a bool), > 0 when concrete (the closed forms divide by it)."""
-    v = float_array(x, name, dtype, allow_bool=False)
-    if v.ndim != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
-    if is_concrete(v) and not (np.isfinite(float(v)) and float(v) > 0):
-        raise ValueError(
-            f"{name} must be > 0 for a closed-form optimum, and finite; got {float(v)}"
-        )
-    return v
-
-
 @full_precision
 def optimum(
     num_classes: int,
@@ -179,8 +167,8 @@ def optimum(
     delta = check_label_smoothing(label_smoothing, dt)
     if loss == "mse" and is_concrete(delta) and float(delta) != 0:
         raise ValueError(f"label_smoothing = {float(delta)} needs loss='ce'")
-    lH = _positive(lambda_H, "lambda_H", dt)
-    lW = _positive(lambda_W, "lambda_W", dt)
+    lH = positive_scalar(lambda_H, "lambda_H", dt, "a closed-form optimum")
+    lW = positive_scalar(lambda_W, "lambda_W", dt, "a closed-form optimum")
     # One shared reading of the option with ufm.ClassificationUFM: a bool is refused, not
     # read as lambda_b = 1 or 0.
     mode, lb = bias_option(bias, dt)

@@ -89,7 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from ufm._linalg import full_precision
-from ufm._validate import bias_option, check_int, float_array, float_dtype, is_concrete
+from ufm._validate import bias_option, check_int, float_dtype, is_concrete, positive_scalar
 
 __all__ = [
     "ImbalancedOptimum",
@@ -309,8 +309,8 @@ def optimum(
     K = n.shape[0]
     d = check_int(feature_dim, "feature_dim", minimum=1)
     dt = float_dtype(dtype)
-    lH = _positive(lambda_H, "lambda_H", dt)
-    lW = _positive(lambda_W, "lambda_W", dt)
+    lH = positive_scalar(lambda_H, "lambda_H", dt, "the exact optimum")
+    lW = positive_scalar(lambda_W, "lambda_W", dt, "the exact optimum")
     mode, lb = bias_option(bias, dt)
     if mode == "reg" and is_concrete(lb) and float(lb) == 0:
         mode = "free"
@@ -369,15 +369,6 @@ def _none_survives(n: np.ndarray, tau, d: int):
     top = np.zeros(n.shape, bool)
     top[order[:d]] = True
     return (jnp.sqrt(jnp.asarray(n, tau.dtype)) > tau) & jnp.asarray(top)
-
-
-def _positive(x, name: str, dtype) -> jax.Array:
-    v = float_array(x, name, dtype, allow_bool=False)
-    if v.ndim != 0:
-        raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
-    if is_concrete(v) and not (np.isfinite(float(v)) and float(v) > 0):
-        raise ValueError(f"{name} must be > 0 for the exact optimum, and finite; got {float(v)}")
-    return v
 
 
 def class_sizes_of(problem) -> np.ndarray:

@@ -71,10 +71,6 @@ from .classification import optimum as classification_optimum
 __all__ = ["limit_loss", "limit_margin", "optimum", "optimum_of", "scale_root"]
 
 
-def _delta(label_smoothing, dtype) -> jax.Array:
-    return check_label_smoothing(label_smoothing, dtype)
-
-
 @full_precision
 def optimum(
     num_classes: int,
@@ -147,7 +143,7 @@ def scale_root(num_classes: int, s, label_smoothing, iters: int = 200) -> jax.Ar
 
 def _limit_delta(num_classes, label_smoothing) -> tuple[int, np.ndarray]:
     K = check_int(num_classes, "num_classes", minimum=2)
-    delta = np.asarray(_delta(label_smoothing, np.float64))
+    delta = np.asarray(check_label_smoothing(label_smoothing, np.float64))
     if not is_concrete(label_smoothing) or not delta > 0:
         raise ValueError(
             f"label_smoothing must be in (0, 1) for a finite limit, got {float(delta)} (plain "

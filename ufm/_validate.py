@@ -193,6 +193,18 @@ def check_label_smoothing(x, dtype=None, name: str = "label_smoothing") -> jax.A
     return out
 
 
+def positive_scalar(x, name: str, dtype, purpose: str) -> jax.Array:
+    """A real scalar (not a bool or string) as a ``dtype`` array, > 0 and finite when concrete
+    (a traced value passes): for formulas that divide by it. ``purpose`` completes the message
+    (``"{name} must be > 0 for {purpose}, and finite"``)."""
+    v = float_array(x, name, dtype, allow_bool=False)
+    if v.ndim != 0:
+        raise ValueError(f"{name} must be a scalar, got shape {v.shape}")
+    if is_concrete(v) and not (np.isfinite(float(v)) and float(v) > 0):
+        raise ValueError(f"{name} must be > 0 for {purpose}, and finite; got {float(v)}")
+    return v
+
+
 def check_tolerance(x, name: str, dtype) -> jax.Array:
     """A stopping tolerance: a real scalar in ``dtype``, finite and >= 0 when concrete (inf
     would declare any point converged). Traced values pass unchecked."""
