@@ -246,6 +246,8 @@ def test_bad_input_theory_and_convert():
         tls.optimum(4, 3, 1e-2, 1e-2, 1.5, 3)
     with pytest.raises(ValueError, match="label_smoothing must be in \\(0, 1\\)"):
         tls.limit_margin(4, 0.0)
+    with pytest.raises(ValueError, match="label_smoothing must be a concrete number"):
+        jax.jit(lambda d: tls.limit_margin(4, d))(0.1)
     with pytest.raises(ValueError, match="convention must be one of"):
         convert_label_smoothing(0.1, "torch", num_classes=4)
     with pytest.raises(ValueError, match="it must be < 0.75 for K = 4"):

@@ -143,8 +143,10 @@ def scale_root(num_classes: int, s, label_smoothing, iters: int = 200) -> jax.Ar
 
 def _limit_delta(num_classes, label_smoothing) -> tuple[int, np.ndarray]:
     K = check_int(num_classes, "num_classes", minimum=2)
+    if not is_concrete(label_smoothing):
+        raise ValueError("label_smoothing must be a concrete number for the limit (not traced)")
     delta = np.asarray(check_label_smoothing(label_smoothing, np.float64))
-    if not is_concrete(label_smoothing) or not delta > 0:
+    if not delta > 0:
         raise ValueError(
             f"label_smoothing must be in (0, 1) for a finite limit, got {float(delta)} (plain "
             "cross-entropy's margin diverges as lambda -> 0)"
