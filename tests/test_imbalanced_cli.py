@@ -81,6 +81,9 @@ SWEEP = [
      r"--problem ce", "delta-with-mse"),
     (["--problem", "ce", "--label-smoothing", "a,b"], r"--label-smoothing 'a,b': give LO:HI:NUM "
      r"or a comma list", "delta-not-numbers"),
+    (["--problem", "mse", "--class-sizes", "4,4,4,2", "--imbalance-ratio", "2",
+      "--lambda-H", "0.1", "--plot", "x.png"], r"--plot with --imbalance-ratio needs at least "
+     r"two minority classes", "plot-one-minority"),
     (["--problem", "mse", "--class-sizes", "4,4,2,2", "--imbalance-ratio", "1,2"],
      r"give at least one of --lambda-H, --lambda-W, --label-smoothing", "ratio-alone"),
 ]  # fmt: skip

@@ -152,6 +152,39 @@ def test_minority_collapse_diagram_draws_cells_and_window(tmp_path):
     assert "grey: minority rows zero" in labels
 
 
+def test_cross_entropy_diagram_draws_the_swept_label_smoothing(tmp_path):
+    # The base problem's delta (0) is not the one swept: the curve follows the column.
+    pytest.importorskip("matplotlib")
+    K_A, n_A, K_B = 2, 4, 2
+    table = ufm.SweepTable(
+        {
+            "imbalance_ratio": np.array([2.0, 4.0]),
+            "label_smoothing": np.array([0.2, 0.2]),
+            "lambda_H": np.array([0.05, 0.05]),
+            "seed": np.zeros(2, np.int64),
+            "status": np.array(["successful"] * 2),
+            "loss": np.ones(2),
+            "minority_cos": np.array([0.5, 1.0]),
+        },
+        meta={
+            "imbalance": {
+                "K_A": K_A,
+                "n_A": n_A,
+                "K_B": K_B,
+                "loss": "ce",
+                "bias": "none",
+                "lambda_W": 0.05,
+                "label_smoothing": 0.0,
+            }
+        },  # fmt: skip
+    )
+    ax = ufm.plot.minority_collapse_diagram(table).axes[0]
+    (line,) = [ln for ln in ax.get_lines() if ln.get_label().startswith("collapse starts")]
+    lam, ratio = line.get_data()
+    n_B = n_A / np.asarray(ratio)
+    np.testing.assert_allclose(lam, 0.8 * np.sqrt(n_B) / (K_A * n_A + K_B * n_B), rtol=1e-12)
+
+
 @pytest.mark.slow
 def test_label_smoothing_is_a_traced_grid_key():
     # Balanced K = 4, n = 3, no bias: the L-BFGS solutions against the smoothed closed form

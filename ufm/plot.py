@@ -312,6 +312,8 @@ def minority_collapse_diagram(table, path=None, *, fixed: dict | None = None, ti
     rows_table = _WithLambda(table, np.sqrt(lam))
     xs, ys, rows = _best_rows(rows_table, "lambda", "imbalance_ratio", dict(fixed or {}))
     spread = 1.0 - _field(table, "minority_cos", rows)
+    if "label_smoothing" in table:  # swept: the one value of the rows shown
+        info["label_smoothing"] = float(np.asarray(table["label_smoothing"])[rows[rows >= 0]][0])
     dead = (rows >= 0) & np.isnan(spread)
     shown = np.where(spread > COLLAPSED, np.log10(np.maximum(spread, COLLAPSED)), -np.inf)
     shown = np.where(np.isnan(spread), np.nan, shown)

@@ -189,6 +189,12 @@ def run(args) -> int:
         if "imbalance_ratio" in grid:
             if "lambda_H" not in grid and "lambda_W" not in grid:
                 raise ValueError("--plot with --imbalance-ratio needs --lambda-H or --lambda-W")
+            sizes = _problems.parse_class_sizes(args.class_sizes)
+            if sizes.count(min(sizes)) < 2:
+                raise ValueError(
+                    "--plot with --imbalance-ratio needs at least two minority classes in "
+                    f"--class-sizes (the diagram shows their cosine), got {args.class_sizes!r}"
+                )
         elif "lambda_H" not in grid or "lambda_W" not in grid:
             raise ValueError("--plot needs both --lambda-H and --lambda-W")
     enable_compilation_cache(args.no_cache)
