@@ -121,26 +121,22 @@ class ClassificationReference(Reference):
             return np.asarray(swept.get(name, np.full(n, default)), np.float64)
 
         lH, lW, lb, ls = (field(f) for f in ("lambda_H", "lambda_W", "lambda_b", "label_smoothing"))
-        for i in range(n):
-            if not (lH[i] > 0 and lW[i] > 0):
+        points = np.stack([lH, lW, lb, ls], axis=1)
+        for point in np.unique(points, axis=0):  # one certified solve per distinct point
+            plH, plW, plb, pls = (float(v) for v in point)
+            if not (plH > 0 and plW > 0):
                 continue
-            bias = problem.bias_mode if problem.bias_mode != "reg" else lb[i]
-            o = _ce_optimum(self.class_sizes, lH[i], lW[i], bias, ls[i])
+            bias = problem.bias_mode if problem.bias_mode != "reg" else plb
+            o = _ce_optimum(self.class_sizes, plH, plW, bias, pls)
             if o.rank > problem.feature_dim:
                 continue
-            r = np.sqrt(np.mean(self.class_sizes) * lH[i] / lW[i])
-            scale = r * max(1.0, np.linalg.norm(o.WWT) / r)
-            WWT, G = np.asarray(WWTs[i], np.float64), np.asarray(grams[i], np.float64)
-            ref_W, ref_G = np.linalg.norm(o.WWT), np.linalg.norm(o.class_mean_gram)
-            rows["loss_theory"][i] = o.loss
-            rows["loss_gap"][i] = (rows["loss"][i] - o.loss) / abs(o.loss)
-            rows["err_gram_W"][i] = np.linalg.norm(WWT - o.WWT) / (ref_W if ref_W > 1e-3 * r else r)
-            rows["err_class_mean_gram"][i] = np.linalg.norm(G - o.class_mean_gram) / (
-                ref_G if ref_G > 1e-3 / r else 1 / r
-            )
-            cut = np.sqrt(np.finfo(np.float64).eps) * scale
-            rows["rank_theory"][i] = int(np.sum(np.linalg.eigvalsh(o.WWT) > cut))
-            rows["rank"][i] = int(np.sum(np.linalg.eigvalsh((WWT + WWT.T) / 2) > cut))
+            r = np.sqrt(np.mean(self.class_sizes) * plH / plW)
+            for i in np.flatnonzero(np.all(points == point, axis=1)):
+                WWT = jnp.asarray(WWTs[i], jnp.float64)
+                G = jnp.asarray(grams[i], jnp.float64)
+                out = _errors(rows["loss"][i], WWT, G, o.WWT, o.class_mean_gram, o.loss, r)
+                for k, v in out.items():
+                    rows[k][i] = v
 
     def exact_columns(self, problem, loss, W, optimum) -> dict:
         if not self.available:
@@ -152,29 +148,15 @@ class ClassificationReference(Reference):
         p = reference_precision(problem)
         opt = _optimum(p, self.per_class, self.class_sizes)
         r = jnp.sqrt(p.num_samples / p.num_classes * p.lambda_H / p.lambda_W)
-        one = jnp.ones((), p.dtype)
-        WWT, G = WWT.astype(p.dtype), class_gram.astype(p.dtype)
-        scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt.WWT) / r)
+        out = _errors(
+            loss, WWT.astype(p.dtype), class_gram.astype(p.dtype),
+            opt.WWT, opt.class_mean_gram, opt.loss, r,
+        )  # fmt: skip
         ok = (p.lambda_H > 0) & (p.lambda_W > 0)
         nan = jnp.full((), jnp.nan, p.dtype)
-        return {
-            "loss_theory": jnp.where(ok, opt.loss, nan),
-            "loss_gap": jnp.where(ok, (loss - opt.loss) / jnp.abs(opt.loss), nan),
-            "err_gram_W": jnp.where(
-                ok, rel(jnp.linalg.norm(WWT - opt.WWT), jnp.linalg.norm(opt.WWT), r * one), nan
-            ),
-            "err_class_mean_gram": jnp.where(
-                ok,
-                rel(
-                    jnp.linalg.norm(G - opt.class_mean_gram),
-                    jnp.linalg.norm(opt.class_mean_gram),
-                    one / r,
-                ),
-                nan,
-            ),
-            "rank_theory": jnp.where(ok, rank(opt.WWT, scale), -1).astype(jnp.int32),
-            "rank": rank(WWT, scale),
-        }
+        kept = {k: jnp.where(ok, v, nan) for k, v in out.items() if k != "rank"}
+        kept["rank_theory"] = jnp.where(ok, out["rank_theory"], -1).astype(jnp.int32)
+        return {**kept, "rank": out["rank"]}
 
     def thresholds(self, problem, swept) -> list[dict]:
         """``kappa = 1`` (and ``kappa (1 + 1/lambda_b) = 1`` for MSE with a fixed regularised
@@ -185,13 +167,13 @@ class ClassificationReference(Reference):
         if self.convex:
             if "label_smoothing" in swept:
                 return []
-            N, delta = sum(self.class_sizes), float(getattr(problem, "label_smoothing", 0.0))
+            delta = float(getattr(problem, "label_smoothing", 0.0))
             sizes, counts = np.unique(self.class_sizes, return_counts=True)
             return [
                 {
                     "label": f"rows of the classes of {n} coincide",
                     "powers": both,
-                    "value": (1 - delta) ** 2 * n / N**2,
+                    "value": ce_convex.coincidence_level(self.class_sizes, n, delta) ** 2,
                 }
                 for n, m in sorted(zip(sizes.tolist(), counts.tolist(), strict=True), reverse=True)
                 if m >= 2
@@ -212,6 +194,22 @@ class ClassificationReference(Reference):
                 v = 1.0 / (K**2 * n * (1 + 1 / lb) ** 2)
                 out.append({"label": "kappa (1 + 1/lambda_b) = 1", "powers": both, "value": v})
         return out
+
+
+def _errors(loss, WWT, G, opt_WWT, opt_G, opt_loss, r) -> dict:
+    """A solution's columns against an optimum (``r = sqrt(N/K lambda_H/lambda_W)``, the
+    natural scale of ``W W^T``; ``1/r`` that of the class-mean Gram): the loss gap, the Grams'
+    relative errors and both ranks. Shared by the traced path and the host rows."""
+    one = jnp.ones((), WWT.dtype)
+    scale = r * jnp.maximum(1.0, jnp.linalg.norm(opt_WWT) / r)
+    return {
+        "loss_theory": opt_loss * one,
+        "loss_gap": (loss - opt_loss) / jnp.abs(opt_loss),
+        "err_gram_W": rel(jnp.linalg.norm(WWT - opt_WWT), jnp.linalg.norm(opt_WWT), r * one),
+        "err_class_mean_gram": rel(jnp.linalg.norm(G - opt_G), jnp.linalg.norm(opt_G), one / r),
+        "rank_theory": rank(opt_WWT, scale),
+        "rank": rank(WWT, scale),
+    }
 
 
 def _finish(out: dict, solution, *, problem: ClassificationUFM, balanced: bool = True):
