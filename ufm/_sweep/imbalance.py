@@ -77,11 +77,11 @@ class Step(NamedTuple):
 
 
 def class_sizes(problem) -> tuple[int, ...] | None:
-    """A :class:`ufm.ClassificationUFM`'s concrete class sizes (``None`` for other problems)."""
+    """A :class:`ufm.ClassificationUFM`'s concrete class sizes (``None`` for other problems;
+    a ``ValueError`` for an empty class, :func:`theory.imbalanced_mse.class_sizes_of`)."""
     if not isinstance(problem, ClassificationUFM):
         return None
-    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
-    return tuple(int(c) for c in counts)
+    return tuple(int(c) for c in imbalanced_mse.class_sizes_of(problem))
 
 
 def step_of(problem, minority=None) -> Step | None:
