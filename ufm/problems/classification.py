@@ -220,9 +220,8 @@ class ClassificationUFM(Problem):
         Z = mm(y_H, (s_H * W).T)
         if self.has_bias:
             Z = Z + b
-        Y = self.targets
         if self.is_mse:
-            E = Z - Y
+            E = Z - self.targets
             data = 0.5 / N * jnp.sum(E**2)
         else:
             lse = jax.nn.logsumexp(Z, axis=1)
