@@ -144,12 +144,20 @@ def _nc1_trace(X, labels, Xmeans, Md, K: int) -> jax.Array:
     and only the top K - 1 are inverted: the K-th, computed, is rounding noise whose inverse
     would dominate the sum."""
     N = X.shape[0]
+    V, inv_e = _sigma_b_eig(Md, K, X.shape[1])
+    R = mm(X - Xmeans[labels], V)  # (N, K)
+    return jnp.sum(jnp.sum(R**2, axis=0) / N * inv_e)
+
+
+def _sigma_b_eig(Md, K: int, d: int) -> tuple[jax.Array, jax.Array]:
+    """``(V (d, K), 1/e (K,))``: the unit eigenvectors of ``Sigma_B`` from the centred class
+    means ``Md`` (via the ``K x K`` Gram) and the inverses of its top ``K - 1`` eigenvalues
+    (the K-th and those below the cut give 0; see :func:`_nc1_trace`)."""
     e, U = eigh_desc(mm(Md, Md.T) / K)  # nonzero eigenvalues of Sigma_B, via the K x K Gram
-    cut = relative_cut(e, max(K, X.shape[1]))
+    cut = relative_cut(e, max(K, d))
     e = jnp.where(jnp.arange(K) < K - 1, e, jnp.where(jnp.isnan(e), e, 0.0))
     V = mm(Md.T, U) * (inv_above(e, cut, 0.5) / jnp.sqrt(1.0 * K))  # unit eigvecs of Sigma_B
-    R = mm(X - Xmeans[labels], V)  # (N, K)
-    return jnp.sum(jnp.sum(R**2, axis=0) / N * inv_above(e, cut, 1.0))
+    return V, inv_above(e, cut, 1.0)
 
 
 def _std_over_mean(x, ddof):

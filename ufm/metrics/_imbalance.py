@@ -43,13 +43,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from .._linalg import (
-    eigh_desc,
     full_precision,
-    inv_above,
     mm,
     nan_unless_finite,
     pow2_normalise,
-    relative_cut,
     safe_div,
     safe_norm,
     safe_normalise,
@@ -57,22 +54,17 @@ from .._linalg import (
 )
 from .._validate import is_concrete
 from ._checks import check_option, real_matrix
-from ._classification import _check, _moments, _valid_only
+from ._classification import _check, _moments, _sigma_b_eig, _stats, _valid_only
 
 
 def _per_class_trace(X, labels, Xmeans, Md, K: int) -> jax.Array:
     """``tr(Sigma_W^(c) Sigma_B^+)`` for every class ``c`` (``(K,)``, without the 1/K), from the
     centred samples ``X``, their class means and the centred class means ``Md`` (the
     eigen-decomposition of ``_classification._nc1_trace``, the residuals summed per class)."""
-    e, U = eigh_desc(mm(Md, Md.T) / K)
-    cut = relative_cut(e, max(K, X.shape[1]))
-    e = jnp.where(jnp.arange(K) < K - 1, e, jnp.where(jnp.isnan(e), e, 0.0))
-    V = mm(Md.T, U) * (inv_above(e, cut, 0.5) / jnp.sqrt(1.0 * K))  # unit eigvecs of Sigma_B
+    V, inv_e = _sigma_b_eig(Md, K, X.shape[1])
     R2 = mm(X - Xmeans[labels], V) ** 2  # (N, K): squared residuals along each eigenvector
-    onehot = jax.nn.one_hot(labels, K, dtype=X.dtype)
-    counts = jnp.sum(onehot, axis=0)
-    per = mm(onehot.T, R2) / jnp.where(counts > 0, counts, 1.0)[:, None]  # (classes, eig)
-    return mm(per, inv_above(e, cut, 1.0))
+    per = _stats(R2, labels, K)[0]  # (classes, eig): the class means of R2
+    return mm(per, inv_e)
 
 
 @full_precision
