@@ -163,11 +163,19 @@ class MinorityCollapseWindow(NamedTuple):
 
 
 def _sizes(class_sizes) -> np.ndarray:
-    """Concrete positive integer class sizes, ``K >= 2``."""
-    arr = np.asarray(class_sizes)
+    """Concrete positive integer class sizes, ``K >= 2`` (``int64``)."""
+    try:
+        arr = np.asarray(class_sizes)
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"class_sizes must be a 1-D sequence of integers, got {class_sizes!r}"
+        ) from err
     if arr.ndim != 1 or arr.shape[0] < 2:
         raise ValueError(f"class_sizes must be a 1-D sequence of K >= 2 sizes, got {class_sizes!r}")
-    if arr.dtype.kind not in "iu" and not (arr.dtype.kind == "f" and np.all(arr == np.round(arr))):
+    is_int = arr.dtype.kind in "iu"
+    if not is_int and not (
+        arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+    ):
         raise ValueError(f"class_sizes must be integers, got {class_sizes!r}")
     if np.any(arr < 1):
         raise ValueError(f"class_sizes must all be >= 1 (no empty class), got {arr.tolist()}")

@@ -60,6 +60,8 @@ import numpy as np
 
 from ufm._validate import float_dtype
 
+from .imbalanced_mse import _sizes
+
 __all__ = ["SELIGeometry", "seli"]
 
 
@@ -88,33 +90,6 @@ class SELIGeometry(NamedTuple):
     rank: int
 
 
-def _sizes(class_sizes) -> np.ndarray:
-    """Concrete positive integer class sizes, ``K >= 2``."""
-    try:
-        arr = np.asarray(class_sizes)
-    except (TypeError, ValueError) as err:
-        raise TypeError(
-            f"class_sizes must be a 1-D sequence of integers, got {class_sizes!r}"
-        ) from err
-    if arr.ndim != 1 or arr.shape[0] < 2:
-        raise ValueError(f"class_sizes must be a 1-D sequence of K >= 2 sizes, got {class_sizes!r}")
-    is_int = arr.dtype.kind in "iu"
-    if not is_int and not (
-        arr.dtype.kind == "f" and np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
-    ):
-        raise ValueError(f"class_sizes must be integers, got {class_sizes!r}")
-    if np.any(arr < 1):
-        raise ValueError(f"class_sizes must all be >= 1 (no empty class), got {arr.tolist()}")
-    return arr.astype(np.float64)
-
-
-def sel_class_space(class_sizes) -> np.ndarray:
-    """``A = (I - J) diag(sqrt(n))`` (float64, ``K x K``): ``Zhat = A E^T`` in class space."""
-    n = _sizes(class_sizes)
-    K = n.shape[0]
-    return (np.eye(K) - np.full((K, K), 1.0 / K)) * np.sqrt(n)[None, :]
-
-
 def seli(class_sizes, dtype=None) -> SELIGeometry:
     """The SELI geometry of the bias-free cross-entropy UFM with class sizes ``n = class_sizes``
     (module docstring: formulas, normalisation ``||W||_F = ||H||_F = 1``, source).
@@ -128,10 +103,10 @@ def seli(class_sizes, dtype=None) -> SELIGeometry:
 
         ufm.metrics.gram_distance(W @ W.T, theory.classification.seli(sizes).WWT)
     """
-    A = sel_class_space(class_sizes)
     dt = float_dtype(dtype)
-    n = _sizes(class_sizes)
+    n = _sizes(class_sizes).astype(np.float64)
     K = n.shape[0]
+    A = (np.eye(K) - np.full((K, K), 1.0 / K)) * np.sqrt(n)[None, :]  # Zhat = A E^T
     P, sig, Qt = np.linalg.svd(A)
     sig = sig.copy()
     sig[K - 1] = 0.0  # 1^T A = 0: the K-th singular value is 0, its computed value is rounding
