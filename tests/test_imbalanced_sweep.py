@@ -102,6 +102,10 @@ def test_minority_columns_on_known_classifiers():
     assert float(out["minority_cos"]) == pytest.approx(0.0, abs=1e-15)
     out = minority_columns(p, np.stack([a, b, a, 0 * b]), (2, 3))
     assert np.isnan(float(out["minority_cos"]))  # a dead minority class: no direction
+    # lambda_W = 0 (allowed for the iterative solvers): the rows' own norms set the scale.
+    out = minority_columns(p.replace(lambda_W=0.0), W, (2, 3))
+    assert float(out["minority_cos"]) == pytest.approx(1.0, abs=1e-15)
+    assert float(out["minority_norm_ratio"]) == pytest.approx(np.sqrt(2) / 2)
 
 
 def test_collapse_curves_are_the_exact_window():

@@ -173,7 +173,9 @@ def minority_columns(problem, W, minority: tuple[int, ...]) -> dict:
     smallest = jnp.min(jnp.where(off, m["cosines"], jnp.inf))
     # W W^T's natural size, sqrt(N/K lambda_H/lambda_W) (the balanced optimum's at kappa = 0):
     # a row is zero below 1e-6 of the larger of the largest row norm and its square root.
+    # (0 where lambda_W = 0, which leaves the largest row norm as the only scale.)
     scale = jnp.sqrt(jnp.sqrt(problem.num_samples / K * problem.lambda_H / problem.lambda_W))
+    scale = jnp.where(jnp.isfinite(scale), scale, 0.0)
     norms = jnp.sqrt(jnp.sum(W**2, axis=1))
     dead = jnp.any(norms[jnp.asarray(minority)] <= _ZERO_ROW * jnp.maximum(jnp.max(norms), scale))
     nan = jnp.full((), jnp.nan, W.dtype)
