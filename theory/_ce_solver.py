@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ufm._validate import bias_option, is_concrete, positive_scalar
+from ufm._validate import bias_option, check_label_smoothing, is_concrete, positive_scalar
 
 
 def _lse(L):
@@ -224,9 +224,7 @@ def _setup(class_sizes, lambda_H, lambda_W, bias, label_smoothing) -> _Setup:
         raise ValueError(f"class_sizes must all be > 0 (no empty class), got {n.tolist()}")
     K = n.shape[0]
     lH, lW = _positive(lambda_H, "lambda_H"), _positive(lambda_W, "lambda_W")
-    delta = float(label_smoothing)
-    if not (math.isfinite(delta) and 0 <= delta < 1):
-        raise ValueError(f"label_smoothing must be a finite number in [0, 1), got {delta}")
+    delta = float(check_label_smoothing(label_smoothing, np.float64))
     mode, _ = bias_option(bias)  # checked as the problem checks it; lambda_b read in float64
     lb = float(np.asarray(bias)) if mode == "reg" else 0.0
     if mode == "reg" and lb == 0:

@@ -265,7 +265,7 @@ def _ce_optimum(class_sizes, lambda_H, lambda_W, bias, label_smoothing) -> ce_co
 
 def _host_optimum(problem: ClassificationUFM, dtype) -> dict:
     """The certified cross-entropy optimum of a concrete problem, as arrays in ``dtype``."""
-    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
+    counts = imbalanced_mse.class_sizes_of(problem)
     bias = problem.bias_mode if problem.bias_mode != "reg" else float(problem.lambda_b)
     o = _ce_optimum(
         tuple(int(c) for c in counts),

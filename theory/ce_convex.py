@@ -55,6 +55,7 @@ import numpy as np
 from ufm._validate import check_int
 
 from ._ce_solver import _certify, _polish, _positive, _primal, _rank, _setup, _solve
+from .imbalanced_mse import class_sizes_of
 
 __all__ = [
     "CEOptimum",
@@ -186,9 +187,7 @@ def optimum_of(problem, **kwargs) -> CEOptimum:
     if getattr(problem, "loss", None) != "ce":
         raise ValueError("optimum_of needs a cross-entropy ufm.ClassificationUFM (loss='ce')")
     problem.check_unbatched()
-    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
-    if np.any(counts == 0):
-        raise ValueError(f"every class needs a sample; class sizes are {counts.tolist()}")
+    counts = class_sizes_of(problem)
     bias = problem.bias_mode if problem.bias_mode != "reg" else float(problem.lambda_b)
     return optimum(
         counts,

@@ -78,6 +78,7 @@ from ufm._validate import (
 from ufm.problems import ClassificationUFM
 
 from . import ce_convex
+from .imbalanced_mse import class_sizes_of
 from .imbalanced_mse import optimum_of as imbalanced_optimum_of
 from .seli import seli as seli
 
@@ -272,9 +273,7 @@ def optimum_of(problem: ClassificationUFM) -> KnownOptimum:
 
     ``how`` says which, ``exact`` whether ``feature_dim`` reaches the optimum's rank."""
     _check_problem(problem)
-    counts = np.bincount(np.asarray(problem.labels), minlength=problem.num_classes)
-    if np.any(counts == 0):
-        raise ValueError(f"every class needs a sample; class sizes are {counts.tolist()}")
+    counts = class_sizes_of(problem)
     d = problem.feature_dim
     if not np.all(counts == counts[0]):
         if problem.loss == "ce":
